@@ -1,0 +1,75 @@
+/**
+ * The project's one error type. Domain code throws `AppError` with a code named after the canonical
+ * gRPC status codes, without importing grpc-js; the boundary (`grpc-status.ts`) maps it to a status.
+ */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'FAILED_PRECONDITION'
+  | 'RESOURCE_EXHAUSTED'
+  | 'UNAVAILABLE'
+  | 'DEADLINE_EXCEEDED'
+  | 'CANCELLED'
+  | 'UNIMPLEMENTED'
+  | 'INTERNAL'
+  | 'UNKNOWN';
+
+export interface AppErrorOptions {
+  cause?: unknown;
+  /** True when the failed operation may be retried without risk of doing work twice. */
+  retryable?: boolean;
+  /** Structured context for logs; never sent to clients. */
+  details?: Record<string, unknown>;
+}
+
+export class AppError extends Error {
+  override readonly name = 'AppError';
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.details = options.details;
+  }
+
+  static is(value: unknown): value is AppError {
+    return value instanceof AppError;
+  }
+}
+
+export const invalidArgument = (message: string, details?: Record<string, unknown>): AppError =>
+  new AppError('INVALID_ARGUMENT', message, { details });
+
+export const notFound = (message: string): AppError => new AppError('NOT_FOUND', message);
+
+export const unavailable = (message: string, cause?: unknown): AppError =>
+  new AppError('UNAVAILABLE', message, { cause, retryable: true });
+
+export const internal = (message: string, cause?: unknown): AppError =>
+  new AppError('INTERNAL', message, { cause });
+
+/** Converts anything thrown into an AppError; unknown failures become INTERNAL with a generic message. */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (isAbortError(error)) return new AppError('CANCELLED', 'operation was cancelled', { cause: error });
+  return new AppError('INTERNAL', 'internal error', { cause: error });
+}
+
+export function isAbortError(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
+}
+
+/** Throws the signal's reason as a CANCELLED/DEADLINE_EXCEEDED AppError when the signal has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted !== true) return;
+  const reason: unknown = signal.reason;
+  if (reason instanceof AppError) throw reason;
+  if (reason instanceof Error && reason.name === 'TimeoutError') {
+    throw new AppError('DEADLINE_EXCEEDED', 'deadline exceeded', { cause: reason });
+  }
+  throw new AppError('CANCELLED', 'operation was cancelled', { cause: reason });
+}
