@@ -1,0 +1,212 @@
+/**
+ * Closed- and open-loop load generation over an abstract unary call.
+ *
+ * Closed loop: `concurrency` callers each issue the next call as soon as the previous one returns; this
+ * finds the saturation throughput but hides queueing (a slow server slows the arrivals). Open loop: calls
+ * arrive on a fixed schedule whatever the server does, and latency is measured from each call's *intended*
+ * start, so queueing behind a saturated server shows up in the percentiles (no coordinated omission).
+ */
+import { performance } from 'node:perf_hooks';
+import { createHistogram, encodeHistogram, recordMs } from './histogram.js';
+
+/** What one call reports back, besides success: the server's model-side accounting when it sends one. */
+export interface CallOutcome {
+  /** Time the server spent waiting on model-server calls for this request, in ns. */
+  modelNs?: number;
+  modelCalls?: number;
+  modelRequestBytes?: number;
+  modelResponseBytes?: number;
+}
+
+export type UnaryCall = () => Promise<CallOutcome>;
+
+export interface ClosedLoopSpec {
+  type: 'closed';
+  concurrency: number;
+  warmupMs: number;
+  durationMs: number;
+}
+
+export interface OpenLoopSpec {
+  type: 'open';
+  /** Arrivals per second. */
+  rate: number;
+  warmupMs: number;
+  durationMs: number;
+  /** Arrivals beyond this many calls in flight are counted as dropped instead of sent. */
+  maxInFlight: number;
+}
+
+export type LoadSpec = ClosedLoopSpec | OpenLoopSpec;
+
+export interface LoadResult {
+  spec: LoadSpec;
+  completed: number;
+  errors: number;
+  dropped: number;
+  errorSamples: string[];
+  elapsedS: number;
+  rps: number;
+  /** End-to-end latency (open loop: from the intended start), encoded HdrHistogram in ns. */
+  latency: string;
+  /** Open loop only: latency from the actual send, to separate generator lag from server queueing. */
+  serviceLatency?: string;
+  /** End-to-end minus model time, for calls whose server reported model time. */
+  overhead?: string;
+  modelCalls: number;
+  modelRequestBytes: number;
+  modelResponseBytes: number;
+  /** Calls that reported model accounting. */
+  accounted: number;
+}
+
+class Collector {
+  readonly latency = createHistogram();
+  readonly serviceLatency = createHistogram();
+  readonly overhead = createHistogram();
+  completed = 0;
+  errors = 0;
+  dropped = 0;
+  accounted = 0;
+  modelCalls = 0;
+  modelRequestBytes = 0;
+  modelResponseBytes = 0;
+  readonly errorSamples: string[] = [];
+
+  success(latencyMs: number, outcome: CallOutcome): void {
+    this.completed += 1;
+    recordMs(this.latency, latencyMs);
+    if (outcome.modelNs !== undefined) {
+      this.accounted += 1;
+      recordMs(this.overhead, Math.max(0, latencyMs - outcome.modelNs / 1e6));
+      this.modelCalls += outcome.modelCalls ?? 0;
+      this.modelRequestBytes += outcome.modelRequestBytes ?? 0;
+      this.modelResponseBytes += outcome.modelResponseBytes ?? 0;
+    }
+  }
+
+  failure(error: unknown): void {
+    this.errors += 1;
+    if (this.errorSamples.length < 5) {
+      this.errorSamples.push(error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  result(spec: LoadSpec, elapsedMs: number, withService: boolean): LoadResult {
+    const elapsedS = elapsedMs / 1000;
+    return {
+      spec,
+      completed: this.completed,
+      errors: this.errors,
+      dropped: this.dropped,
+      errorSamples: this.errorSamples,
+      elapsedS,
+      rps: elapsedS > 0 ? this.completed / elapsedS : 0,
+      latency: encodeHistogram(this.latency),
+      ...(withService ? { serviceLatency: encodeHistogram(this.serviceLatency) } : {}),
+      ...(this.accounted > 0 ? { overhead: encodeHistogram(this.overhead) } : {}),
+      modelCalls: this.modelCalls,
+      modelRequestBytes: this.modelRequestBytes,
+      modelResponseBytes: this.modelResponseBytes,
+      accounted: this.accounted,
+    };
+  }
+}
+
+export async function runLoad(call: UnaryCall, spec: LoadSpec): Promise<LoadResult> {
+  return spec.type === 'closed' ? runClosedLoop(call, spec) : runOpenLoop(call, spec);
+}
+
+export async function runClosedLoop(call: UnaryCall, spec: ClosedLoopSpec): Promise<LoadResult> {
+  const collector = new Collector();
+  const start = performance.now();
+  const measureStart = start + spec.warmupMs;
+  const measureEnd = measureStart + spec.durationMs;
+  let lastEnd = measureStart;
+
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const t0 = performance.now();
+      if (t0 >= measureEnd) return;
+      try {
+        const outcome = await call();
+        const t1 = performance.now();
+        if (t0 >= measureStart) {
+          collector.success(t1 - t0, outcome);
+          lastEnd = Math.max(lastEnd, t1);
+        }
+      } catch (error) {
+        if (t0 >= measureStart) collector.failure(error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: spec.concurrency }, worker));
+  return collector.result(spec, Math.max(lastEnd, measureEnd) - measureStart, false);
+}
+
+export async function runOpenLoop(call: UnaryCall, spec: OpenLoopSpec): Promise<LoadResult> {
+  const collector = new Collector();
+  const intervalMs = 1000 / spec.rate;
+  const start = performance.now();
+  const measureStart = start + spec.warmupMs;
+  const end = measureStart + spec.durationMs;
+  let sent = 0;
+  let inFlight = 0;
+  let lastEnd = measureStart;
+  let drained: (() => void) | undefined;
+
+  const issue = (intended: number): void => {
+    const measured = intended >= measureStart;
+    if (inFlight >= spec.maxInFlight) {
+      if (measured) collector.dropped += 1;
+      return;
+    }
+    inFlight += 1;
+    const sentAt = performance.now();
+    call().then(
+      (outcome) => {
+        const now = performance.now();
+        if (measured) {
+          collector.success(now - intended, outcome);
+          recordMs(collector.serviceLatency, now - sentAt);
+          lastEnd = Math.max(lastEnd, now);
+        }
+        inFlight -= 1;
+        if (inFlight === 0) drained?.();
+      },
+      (error: unknown) => {
+        if (measured) collector.failure(error);
+        inFlight -= 1;
+        if (inFlight === 0) drained?.();
+      },
+    );
+  };
+
+  // Each tick sends every arrival whose intended time has passed, then sleeps until the next one
+  // (timers are ~1 ms granular, so at high rates several arrivals go out per tick).
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const now = performance.now();
+      const due = Math.min(Math.floor((Math.min(now, end) - start) / intervalMs) + 1, Infinity);
+      while (sent < due) {
+        const intended = start + sent * intervalMs;
+        if (intended >= end) break;
+        sent += 1;
+        issue(intended);
+      }
+      const next = start + sent * intervalMs;
+      if (next >= end) {
+        resolve();
+        return;
+      }
+      setTimeout(tick, Math.max(0, next - performance.now()));
+    };
+    tick();
+  });
+  if (inFlight > 0) {
+    await new Promise<void>((resolve) => {
+      drained = resolve;
+    });
+  }
+  return collector.result(spec, Math.max(lastEnd, end) - measureStart, true);
+}
