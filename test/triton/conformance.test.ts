@@ -68,13 +68,13 @@ function describe(field: protobuf.Field): WireField {
   };
 }
 
-test('the conformance list is present and non-empty', () => {
+void test('the conformance list is present and non-empty', () => {
   const spec = loadSpec();
   assert.ok(Object.keys(spec.services).length > 0);
   assert.ok(Object.keys(spec.messages).length > 0);
 });
 
-test('every inference message we define matches Triton field by field', () => {
+void test('every inference message we define matches Triton field by field', () => {
   const spec = loadSpec();
   const root = loadRoot();
   const messages = new Map<string, protobuf.Type>();
@@ -92,7 +92,7 @@ test('every inference message we define matches Triton field by field', () => {
   assert.ok(checked >= 20, `only ${checked} messages were checked`);
 });
 
-test('every RPC we define exists in Triton with the same types and streaming flags', () => {
+void test('every RPC we define exists in Triton with the same types and streaming flags', () => {
   const spec = loadSpec();
   const root = loadRoot();
   const service = root.lookupService('inference.GRPCInferenceService');
@@ -129,7 +129,7 @@ test('every RPC we define exists in Triton with the same types and streaming fla
   }
 });
 
-test('messages outside the list keep the field numbers of Triton (spot checks)', () => {
+void test('messages outside the list keep the field numbers of Triton (spot checks)', () => {
   // ModelConfig and ModelStatistics messages are not in the conformance list; these numbers come from
   // Triton's model_config.proto / grpc_service.proto and guard against accidental renumbering.
   const root = loadRoot();
