@@ -3,7 +3,7 @@
  * child) into a `UnaryCall` on a grpc-js client. Echo and proto targets share this one code path, so the
  * floor and the gateway are measured with the same client machinery.
  */
-import { Client, Metadata, credentials, type ChannelOptions } from '@grpc/grpc-js';
+import { Client, Metadata, credentials, status as grpcStatus, type ChannelOptions } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { makeEchoRequest, ECHO_METHOD_PATH } from './echo-server.js';
 import { createGenerator, type GeneratorSpec } from './generators.js';
@@ -44,6 +44,14 @@ const CHANNEL_OPTIONS: ChannelOptions = {
 
 const DEADLINE_MS = 30_000;
 
+const PROTO_LOADER_OPTIONS = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: false,
+  oneofs: true,
+} as const;
+
 export function parseAccounting(value: unknown): CallOutcome {
   if (typeof value !== 'string') return {};
   const [ns, calls, req, res] = value.split(',').map(Number);
@@ -58,9 +66,37 @@ export function parseAccounting(value: unknown): CallOutcome {
 
 interface MethodCodec {
   path: string;
+  responseStream: boolean;
   serialize: (value: unknown) => Buffer;
   deserialize: (buffer: Buffer) => unknown;
   next: () => unknown;
+}
+
+interface LoadedMethod {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestSerialize: (value: unknown) => Buffer;
+  responseDeserialize: (buffer: Buffer) => unknown;
+}
+
+export function loadMethod(
+  spec: Pick<ProtoTargetSpec, 'protoPath' | 'includeDirs' | 'service' | 'method'>,
+): LoadedMethod {
+  const definition = loadSync(spec.protoPath, { ...PROTO_LOADER_OPTIONS, includeDirs: spec.includeDirs });
+  const service = definition[spec.service] as Record<string, unknown> | undefined;
+  const method = service?.[spec.method] as LoadedMethod | undefined;
+  if (method === undefined) throw new Error(`${spec.service}/${spec.method} is not in ${spec.protoPath}`);
+  return method;
+}
+
+/** The summary message of a Recommend stream carries the gateway's own stage timings. */
+function recommendAccounting(message: unknown): CallOutcome | undefined {
+  const summary = (message as { summary?: { timings?: { encodeMs?: number; inferMs?: number } } }).summary;
+  const timings = summary?.timings;
+  if (timings === undefined) return undefined;
+  const modelMs = (timings.encodeMs ?? 0) + (timings.inferMs ?? 0);
+  return { modelNs: Math.round(modelMs * 1e6) };
 }
 
 function codecFor(spec: TargetSpec): MethodCodec {
@@ -68,30 +104,17 @@ function codecFor(spec: TargetSpec): MethodCodec {
     const request = makeEchoRequest(spec.requestBytes, spec.responseBytes);
     return {
       path: ECHO_METHOD_PATH,
+      responseStream: false,
       serialize: (value) => value as Buffer,
       deserialize: (buffer) => buffer,
       next: () => request,
     };
   }
-  const definition = loadSync(spec.protoPath, {
-    includeDirs: spec.includeDirs,
-    keepCase: false,
-    longs: String,
-    enums: String,
-    defaults: false,
-    oneofs: true,
-  });
-  const service = definition[spec.service];
-  if (service === undefined || !(spec.method in service)) {
-    throw new Error(`${spec.service}/${spec.method} is not in ${spec.protoPath}`);
-  }
-  const method = (service as Record<string, unknown>)[spec.method] as {
-    path: string;
-    requestSerialize: (value: unknown) => Buffer;
-    responseDeserialize: (buffer: Buffer) => unknown;
-  };
+  const method = loadMethod(spec);
+  if (method.requestStream) throw new Error(`${spec.method} is client-streaming; use the ingest load`);
   return {
     path: method.path,
+    responseStream: method.responseStream,
     serialize: method.requestSerialize,
     deserialize: method.responseDeserialize,
     next: createGenerator(spec.generator),
@@ -102,7 +125,7 @@ export function openTarget(spec: TargetSpec): OpenTarget {
   const codec = codecFor(spec);
   const client = new Client(spec.address, credentials.createInsecure(), CHANNEL_OPTIONS);
   const metadata = new Metadata();
-  const call: UnaryCall = () =>
+  const unary: UnaryCall = () =>
     new Promise<CallOutcome>((resolve, reject) => {
       let failed: Error | null = null;
       const pending = client.makeUnaryRequest(
@@ -125,8 +148,32 @@ export function openTarget(spec: TargetSpec): OpenTarget {
         resolve(parseAccounting(status.metadata.get(MODEL_ACCOUNTING_TRAILER)[0]));
       });
     });
+  const serverStream: UnaryCall = () =>
+    new Promise<CallOutcome>((resolve, reject) => {
+      let outcome: CallOutcome = {};
+      let responseBytes = 0;
+      const deserialize = (buffer: Buffer): unknown => {
+        responseBytes += buffer.length;
+        return codec.deserialize(buffer);
+      };
+      const stream = client.makeServerStreamRequest(
+        codec.path,
+        codec.serialize,
+        deserialize,
+        codec.next(),
+        metadata,
+        { deadline: Date.now() + DEADLINE_MS },
+      );
+      stream.on('data', (message: unknown) => {
+        outcome = recommendAccounting(message) ?? outcome;
+      });
+      stream.on('error', reject);
+      stream.on('status', (status) => {
+        if (status.code === grpcStatus.OK) resolve({ ...outcome, responseBytes });
+      });
+    });
   return {
-    call,
+    call: codec.responseStream ? serverStream : unary,
     close: () => client.close(),
   };
 }

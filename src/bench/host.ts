@@ -1,7 +1,8 @@
 /**
  * A server-host child process: starts one server (echo floor, model server or gateway) and reports its
  * address, so that each server runs on its own event loop and can be profiled on its own with
- * `node --cpu-prof`. The roles beyond echo are loaded lazily from `host-roles.ts`.
+ * `node --cpu-prof`. Roles other than echo are loaded lazily from `host-roles.ts`, which also counts the
+ * process's outgoing model-server traffic (`stats`).
  */
 import { serveParent } from './child.js';
 import { startEchoServer, type RunningServer } from './echo-server.js';
@@ -10,6 +11,10 @@ let running: RunningServer | undefined;
 
 serveParent(
   async (message) => {
+    if (message.type === 'stats') {
+      const { modelTraffic } = await import('./instrument.js');
+      return modelTraffic();
+    }
     if (message.type !== 'start') throw new Error(`unknown request ${String(message.type)}`);
     if (running !== undefined) throw new Error('this host already runs a server');
     const role = String(message.role);

@@ -4,10 +4,12 @@
  */
 import { RpcChild } from './child.js';
 import { openTarget, type OpenTarget, type TargetSpec } from './grpc-target.js';
+import { runIngestLoad, type IngestLoadResult, type IngestLoadSpec } from './ingest-load.js';
 import { runLoad, type LoadResult, type LoadSpec } from './loadgen.js';
 
 export interface LoadRunner {
   run(target: TargetSpec, load: LoadSpec): Promise<LoadResult>;
+  ingest(spec: IngestLoadSpec): Promise<IngestLoadResult>;
   close(): Promise<void>;
 }
 
@@ -16,6 +18,10 @@ export class ChildLoadRunner implements LoadRunner {
 
   run(target: TargetSpec, load: LoadSpec): Promise<LoadResult> {
     return this.child.request<LoadResult>({ type: 'run', target, load });
+  }
+
+  ingest(spec: IngestLoadSpec): Promise<IngestLoadResult> {
+    return this.child.request<IngestLoadResult>({ type: 'ingest', spec });
   }
 
   close(): Promise<void> {
@@ -34,6 +40,10 @@ export class InProcessLoadRunner implements LoadRunner {
       this.targets.set(key, open);
     }
     return runLoad(open.call, load);
+  }
+
+  ingest(spec: IngestLoadSpec): Promise<IngestLoadResult> {
+    return runIngestLoad(spec);
   }
 
   close(): Promise<void> {

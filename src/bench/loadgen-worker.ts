@@ -4,6 +4,7 @@
  */
 import { serveParent } from './child.js';
 import { openTarget, type OpenTarget, type TargetSpec } from './grpc-target.js';
+import { runIngestLoad, type IngestLoadSpec } from './ingest-load.js';
 import { runLoad, type LoadSpec } from './loadgen.js';
 
 const targets = new Map<string, OpenTarget>();
@@ -20,6 +21,7 @@ function targetFor(spec: TargetSpec): OpenTarget {
 
 serveParent(
   async (message) => {
+    if (message.type === 'ingest') return runIngestLoad(message.spec as IngestLoadSpec);
     if (message.type !== 'run') throw new Error(`unknown request ${String(message.type)}`);
     const target = targetFor(message.target as TargetSpec);
     return runLoad(target.call, message.load as LoadSpec);

@@ -16,6 +16,8 @@ export interface CallOutcome {
   modelCalls?: number;
   modelRequestBytes?: number;
   modelResponseBytes?: number;
+  /** Bytes of the response message(s) as received, when the call counts them. */
+  responseBytes?: number;
 }
 
 export type UnaryCall = () => Promise<CallOutcome>;
@@ -42,6 +44,8 @@ export type LoadSpec = ClosedLoopSpec | OpenLoopSpec;
 export interface LoadResult {
   spec: LoadSpec;
   completed: number;
+  /** Successful calls over the whole run, warmup included (to normalise server-side counters). */
+  finished: number;
   errors: number;
   dropped: number;
   errorSamples: string[];
@@ -56,6 +60,8 @@ export interface LoadResult {
   modelCalls: number;
   modelRequestBytes: number;
   modelResponseBytes: number;
+  /** Sum of response bytes over completed calls (server-streaming calls count them). */
+  responseBytes: number;
   /** Calls that reported model accounting. */
   accounted: number;
 }
@@ -65,17 +71,20 @@ class Collector {
   readonly serviceLatency = createHistogram();
   readonly overhead = createHistogram();
   completed = 0;
+  finished = 0;
   errors = 0;
   dropped = 0;
   accounted = 0;
   modelCalls = 0;
   modelRequestBytes = 0;
   modelResponseBytes = 0;
+  responseBytes = 0;
   readonly errorSamples: string[] = [];
 
   success(latencyMs: number, outcome: CallOutcome): void {
     this.completed += 1;
     recordMs(this.latency, latencyMs);
+    this.responseBytes += outcome.responseBytes ?? 0;
     if (outcome.modelNs !== undefined) {
       this.accounted += 1;
       recordMs(this.overhead, Math.max(0, latencyMs - outcome.modelNs / 1e6));
@@ -97,6 +106,7 @@ class Collector {
     return {
       spec,
       completed: this.completed,
+      finished: this.finished,
       errors: this.errors,
       dropped: this.dropped,
       errorSamples: this.errorSamples,
@@ -108,6 +118,7 @@ class Collector {
       modelCalls: this.modelCalls,
       modelRequestBytes: this.modelRequestBytes,
       modelResponseBytes: this.modelResponseBytes,
+      responseBytes: this.responseBytes,
       accounted: this.accounted,
     };
   }
@@ -131,6 +142,7 @@ export async function runClosedLoop(call: UnaryCall, spec: ClosedLoopSpec): Prom
       try {
         const outcome = await call();
         const t1 = performance.now();
+        collector.finished += 1;
         if (t0 >= measureStart) {
           collector.success(t1 - t0, outcome);
           lastEnd = Math.max(lastEnd, t1);
@@ -166,6 +178,7 @@ export async function runOpenLoop(call: UnaryCall, spec: OpenLoopSpec): Promise<
     call().then(
       (outcome) => {
         const now = performance.now();
+        collector.finished += 1;
         if (measured) {
           collector.success(now - intended, outcome);
           recordMs(collector.serviceLatency, now - sentAt);

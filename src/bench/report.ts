@@ -1,0 +1,295 @@
+/**
+ * The benchmark report: one JSON document (headline figures plus the full sweep) and its markdown
+ * rendering for stdout. Every throughput figure is also given as a ratio to the echo floor of the same
+ * run, because absolute numbers on a shared 2-core machine drift from run to run.
+ */
+import type { LatencySummary } from './histogram.js';
+
+export interface SweepPoint {
+  concurrency: number;
+  rps: number;
+  latency: LatencySummary;
+  errors: number;
+  /** Gateway's own share per request (end-to-end minus model-server time), when measured. */
+  overhead?: LatencySummary;
+}
+
+export interface OpenLoopPoint {
+  target_rps: number;
+  achieved_rps: number;
+  latency: LatencySummary;
+  service_latency: LatencySummary;
+  dropped: number;
+  errors: number;
+}
+
+export interface IngestFigure {
+  store: string;
+  mode: string;
+  eps: number;
+  ack_latency: LatencySummary;
+  accepted: number;
+  rejected: number;
+  errors: number;
+  /** Elements not yet encoded right after the load stopped, over the sampled users. */
+  pending_encodings_at_stop?: number;
+  /** Time until every sampled user's memory was encoded, after the load stopped. */
+  encoding_drain_ms?: number;
+}
+
+export interface TargetCheck {
+  name: string;
+  target: string;
+  value: number | null;
+  met: boolean | null;
+}
+
+export interface BenchReport {
+  echo_rps: number | null;
+  recommend_rps: number | null;
+  recommend_to_echo_ratio: number | null;
+  overhead_p50_ms: number | null;
+  overhead_p99_ms: number | null;
+  ingest_eps: number | null;
+  ingest_redis_eps: number | null;
+  ingest_p99_ms: number | null;
+  retriever_p50_us: number | null;
+  retriever_p99_us: number | null;
+  bytes_per_user: Record<string, number>;
+  model_bytes_per_request: { request: number; response: number; calls: number } | null;
+  message_bytes: { request: number; response: number } | null;
+  targets: TargetCheck[];
+  sweep: {
+    echo: SweepPoint[];
+    recommend: SweepPoint[];
+    recommend_open_loop: OpenLoopPoint[];
+    ingest: IngestFigure[];
+  };
+  profiles: Record<string, { file: string; top: ProfileRow[] }>;
+  environment: Record<string, unknown>;
+  notes: string[];
+}
+
+export interface ProfileRow {
+  function: string;
+  location: string;
+  self_ms: number;
+  self_pct: number;
+}
+
+export function emptyReport(environment: Record<string, unknown>): BenchReport {
+  return {
+    echo_rps: null,
+    recommend_rps: null,
+    recommend_to_echo_ratio: null,
+    overhead_p50_ms: null,
+    overhead_p99_ms: null,
+    ingest_eps: null,
+    ingest_redis_eps: null,
+    ingest_p99_ms: null,
+    retriever_p50_us: null,
+    retriever_p99_us: null,
+    bytes_per_user: {},
+    model_bytes_per_request: null,
+    message_bytes: null,
+    targets: [],
+    sweep: { echo: [], recommend: [], recommend_open_loop: [], ingest: [] },
+    profiles: {},
+    environment,
+    notes: [],
+  };
+}
+
+const ratio = (a: number | null, b: number | null): number | null =>
+  a === null || b === null || b === 0 ? null : Math.round((a / b) * 1000) / 1000;
+
+/** Fills the headline figures and the target checks from the sweep. */
+export function finalizeReport(report: BenchReport): BenchReport {
+  const at64 = (points: SweepPoint[]): SweepPoint | undefined =>
+    points.find((p) => p.concurrency === 64) ?? points.at(-1);
+  const echo = at64(report.sweep.echo);
+  const recommend = at64(report.sweep.recommend);
+  report.echo_rps = echo === undefined ? null : Math.round(echo.rps);
+  report.recommend_rps = recommend === undefined ? null : Math.round(recommend.rps);
+  report.recommend_to_echo_ratio = ratio(report.recommend_rps, report.echo_rps);
+  const c1 = report.sweep.recommend.find((p) => p.concurrency === 1);
+  report.overhead_p50_ms = c1?.overhead?.p50_ms ?? null;
+  report.overhead_p99_ms = c1?.overhead?.p99_ms ?? null;
+  const lmdbClosed = report.sweep.ingest.find((f) => f.store === 'lmdb' && f.mode.startsWith('closed'));
+  const redisClosed = report.sweep.ingest.find((f) => f.store === 'redis' && f.mode.startsWith('closed'));
+  report.ingest_eps = lmdbClosed === undefined ? null : Math.round(lmdbClosed.eps);
+  report.ingest_redis_eps = redisClosed === undefined ? null : Math.round(redisClosed.eps);
+  report.ingest_p99_ms = lmdbClosed?.ack_latency.p99_ms ?? null;
+
+  const check = (
+    name: string,
+    target: string,
+    value: number | null,
+    ok: (v: number) => boolean,
+  ): TargetCheck => ({
+    name,
+    target,
+    value,
+    met: value === null ? null : ok(value),
+  });
+  report.targets = [
+    check('recommend_rps / echo_rps at c=64', '>= 0.5', report.recommend_to_echo_ratio, (v) => v >= 0.5),
+    check('gateway overhead p99 at c=1 (ms)', '<= 2', report.overhead_p99_ms, (v) => v <= 2),
+    check('durable ingest into lmdb (events/s)', '>= 10000', report.ingest_eps, (v) => v >= 10_000),
+    check('retriever p99 with 90 elements (us)', '<= 200', report.retriever_p99_us, (v) => v <= 200),
+  ];
+  return report;
+}
+
+const fmt = (value: number | null | undefined, digits = 2): string =>
+  value === null || value === undefined ? 'n/a' : value.toFixed(digits);
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export function renderMarkdown(report: BenchReport): string {
+  const out: string[] = [];
+  const env = report.environment;
+  const str = (value: unknown): string =>
+    typeof value === 'string' || typeof value === 'number' ? String(value) : '?';
+  out.push(
+    `## AutoMR gateway benchmark (${str(env.mode)}, ${str(env.cpus)} CPUs, node ${str(env.node)}, load generator: ${str(env.loadgen)})`,
+    '',
+  );
+  out.push(
+    table(
+      ['target', 'goal', 'measured', 'met'],
+      report.targets.map((t) => [
+        t.name,
+        t.target,
+        fmt(t.value, 3),
+        t.met === null ? 'n/a' : t.met ? 'yes' : 'NO',
+      ]),
+    ),
+    '',
+  );
+  out.push('### Recommend vs. transport floor (closed loop)', '');
+  const rows: string[][] = [];
+  for (const echo of report.sweep.echo) {
+    const rec = report.sweep.recommend.find((p) => p.concurrency === echo.concurrency);
+    rows.push([
+      String(echo.concurrency),
+      fmt(echo.rps, 0),
+      fmt(echo.latency.p50_ms),
+      fmt(echo.latency.p99_ms),
+      fmt(rec?.rps, 0),
+      fmt(rec?.latency.p50_ms),
+      fmt(rec?.latency.p95_ms),
+      fmt(rec?.latency.p99_ms),
+      rec === undefined ? 'n/a' : fmt(rec.rps / echo.rps, 3),
+      fmt(rec?.overhead?.p50_ms),
+      fmt(rec?.overhead?.p99_ms),
+      String((rec?.errors ?? 0) + echo.errors),
+    ]);
+  }
+  out.push(
+    table(
+      [
+        'conc',
+        'echo rps',
+        'echo p50 ms',
+        'echo p99 ms',
+        'rec rps',
+        'rec p50 ms',
+        'rec p95 ms',
+        'rec p99 ms',
+        'rec/echo',
+        'overhead p50 ms',
+        'overhead p99 ms',
+        'errors',
+      ],
+      rows,
+    ),
+    '',
+  );
+  if (report.sweep.recommend_open_loop.length > 0) {
+    out.push('### Recommend, open loop (latency from intended arrival)', '');
+    out.push(
+      table(
+        ['target rps', 'achieved rps', 'p50 ms', 'p95 ms', 'p99 ms', 'service p99 ms', 'dropped', 'errors'],
+        report.sweep.recommend_open_loop.map((p) => [
+          fmt(p.target_rps, 0),
+          fmt(p.achieved_rps, 0),
+          fmt(p.latency.p50_ms),
+          fmt(p.latency.p95_ms),
+          fmt(p.latency.p99_ms),
+          fmt(p.service_latency.p99_ms),
+          String(p.dropped),
+          String(p.errors),
+        ]),
+      ),
+      '',
+    );
+  }
+  if (report.sweep.ingest.length > 0) {
+    out.push('### Ingest (durable acks)', '');
+    out.push(
+      table(
+        [
+          'store',
+          'mode',
+          'events/s',
+          'ack p50 ms',
+          'ack p99 ms',
+          'rejected',
+          'errors',
+          'pending at stop',
+          'encode drain ms',
+        ],
+        report.sweep.ingest.map((f) => [
+          f.store,
+          f.mode,
+          fmt(f.eps, 0),
+          fmt(f.ack_latency.p50_ms),
+          fmt(f.ack_latency.p99_ms),
+          String(f.rejected),
+          String(f.errors),
+          f.pending_encodings_at_stop === undefined ? 'n/a' : String(f.pending_encodings_at_stop),
+          fmt(f.encoding_drain_ms, 0),
+        ]),
+      ),
+      '',
+    );
+  }
+  const extras: string[][] = [];
+  extras.push([
+    'retriever p50 / p99 (us, 90 elements)',
+    `${fmt(report.retriever_p50_us, 1)} / ${fmt(report.retriever_p99_us, 1)}`,
+  ]);
+  for (const [store, bytes] of Object.entries(report.bytes_per_user)) {
+    extras.push([`bytes per user (${store})`, fmt(bytes, 0)]);
+  }
+  if (report.model_bytes_per_request !== null) {
+    const m = report.model_bytes_per_request;
+    extras.push([
+      'gateway <-> model server bytes per Recommend (req / resp / calls)',
+      `${fmt(m.request, 0)} / ${fmt(m.response, 0)} / ${fmt(m.calls, 2)}`,
+    ]);
+  }
+  if (report.message_bytes !== null) {
+    extras.push([
+      'client <-> gateway bytes per Recommend (req / resp)',
+      `${report.message_bytes.request} / ${report.message_bytes.response}`,
+    ]);
+  }
+  out.push(table(['figure', 'value'], extras), '');
+  for (const [name, profile] of Object.entries(report.profiles)) {
+    out.push(`### Profile: ${name} (top self time, ${profile.file})`, '');
+    out.push(
+      table(
+        ['function', 'location', 'self ms', 'self %'],
+        profile.top.map((r) => [r.function, r.location, fmt(r.self_ms, 1), fmt(r.self_pct, 1)]),
+      ),
+      '',
+    );
+  }
+  if (report.notes.length > 0) out.push('Notes:', ...report.notes.map((n) => `- ${n}`), '');
+  return out.join('\n');
+}

@@ -1,0 +1,609 @@
+/**
+ * The benchmark suite: starts what it needs (echo floor, local model server, gateways over lmdb and
+ * Redis), drives them from the load-generator child, and assembles one report. Sections that cannot run
+ * (a server that fails to start, Redis not reachable) are recorded in `notes` instead of failing the run.
+ */
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdtemp, readdir, readFile, rm, stat, mkdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { decodeHistogram, summarize } from './histogram.js';
+import { ChildLoadRunner, InProcessLoadRunner, type LoadRunner } from './load-runner.js';
+import type { LoadResult } from './loadgen.js';
+import { loadMethod, type TargetSpec } from './grpc-target.js';
+import type { IngestLoadSpec } from './ingest-load.js';
+import {
+  AutoMrClient,
+  PROTO_ROOT,
+  RECOMMENDER_PROTO,
+  RECOMMENDER_SERVICE,
+  type IngestEvent,
+} from './automr-client.js';
+import { ServerHost } from './servers.js';
+import { benchRetriever } from './retriever-bench.js';
+import { summarizeProfileFile, renderProfileSummary } from './profile-summary.js';
+import {
+  emptyReport,
+  finalizeReport,
+  type BenchReport,
+  type IngestFigure,
+  type SweepPoint,
+} from './report.js';
+
+export interface BenchOptions {
+  quick: boolean;
+  concurrencies: number[];
+  warmupMs: number;
+  durationMs: number;
+  loadgen: 'child' | 'inprocess';
+  /** Profile the gateway at saturation (Recommend, then Ingest) with `node --cpu-prof`. */
+  profile: boolean;
+  profileDir: string;
+  redisUrl: string;
+  bundleDir: string;
+  sections: Set<string>;
+  /** Users seeded for the Recommend load, and events each. */
+  users: number;
+  eventsPerUser: number;
+}
+
+export const ALL_SECTIONS = ['echo', 'recommend', 'open', 'ingest', 'retriever', 'memory'] as const;
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export function defaultOptions(quick: boolean): BenchOptions {
+  return {
+    quick,
+    concurrencies: [1, 4, 16, 64],
+    warmupMs: quick ? 1_000 : 2_000,
+    durationMs: quick ? 3_000 : 10_000,
+    loadgen: 'child',
+    profile: false,
+    profileDir: resolve(REPO_ROOT, 'out/profiles'),
+    redisUrl: 'redis://127.0.0.1:6379',
+    bundleDir: resolve(REPO_ROOT, 'bundle'),
+    sections: new Set(ALL_SECTIONS),
+    users: quick ? 200 : 1000,
+    eventsPerUser: 20,
+  };
+}
+
+type Log = (message: string) => void;
+
+interface Catalog {
+  items: string[];
+  modelRepository: string;
+}
+
+async function readCatalog(bundleDir: string): Promise<Catalog> {
+  const manifest = JSON.parse(await readFile(join(bundleDir, 'manifest.json'), 'utf8')) as {
+    catalog: { item_id: string }[];
+    model_repository: string;
+  };
+  return {
+    items: manifest.catalog.map((c) => c.item_id),
+    modelRepository: resolve(bundleDir, manifest.model_repository),
+  };
+}
+
+function point(concurrency: number, result: LoadResult): SweepPoint {
+  return {
+    concurrency,
+    rps: Math.round(result.rps * 10) / 10,
+    latency: summarize(decodeHistogram(result.latency)),
+    errors: result.errors,
+    ...(result.overhead === undefined ? {} : { overhead: summarize(decodeHistogram(result.overhead)) }),
+  };
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Allocated bytes of every file under `dir` (what the store really occupies on disk). */
+async function allocatedBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const info = await stat(join(entry.parentPath, entry.name));
+    total += info.blocks * 512;
+  }
+  return total;
+}
+
+function seedEvents(
+  prefix: string,
+  users: number,
+  perUser: number,
+  items: string[],
+  runId: string,
+): IngestEvent[] {
+  const events: IngestEvent[] = [];
+  const base = Date.UTC(2024, 0, 1);
+  for (let e = 0; e < perUser; e += 1) {
+    for (let u = 0; u < users; u += 1) {
+      const n = e * users + u;
+      events.push({
+        eventId: `${runId}-seed-${u}-${e}`,
+        userId: `${prefix}${u}`,
+        itemId: items[(n * 7919 + u * 31) % items.length] ?? '0',
+        timestampMs: base + e * 60_000 + u,
+      });
+    }
+  }
+  return events;
+}
+
+/** Polls GetMemory for `users` until every entry is encoded; returns the time it took and the pending count at start. */
+async function waitForEncodings(
+  client: AutoMrClient,
+  users: string[],
+  timeoutMs: number,
+): Promise<{ pendingAtStart: number; drainMs: number | undefined }> {
+  const started = Date.now();
+  let pendingAtStart = -1;
+  for (;;) {
+    let pending = 0;
+    for (const user of users) {
+      const entries = await client.getMemory(user);
+      pending += entries.filter((e) => e.encoded !== true).length;
+    }
+    if (pendingAtStart < 0) pendingAtStart = pending;
+    if (pending === 0) return { pendingAtStart, drainMs: Date.now() - started };
+    if (Date.now() - started > timeoutMs) return { pendingAtStart, drainMs: undefined };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function runBench(options: BenchOptions, log: Log): Promise<BenchReport> {
+  const runId = randomBytes(4).toString('hex');
+  const report = emptyReport({
+    mode: options.quick ? 'quick' : 'full',
+    cpus: cpus().length,
+    cpu_model: cpus()[0]?.model ?? 'unknown',
+    total_mem_gb: Math.round(totalmem() / 2 ** 30),
+    loadavg_at_start: loadavg().map((v) => Math.round(v * 100) / 100),
+    node: process.version,
+    loadgen: options.loadgen === 'child' ? 'child process' : 'in process',
+    warmup_ms: options.warmupMs,
+    duration_ms: options.durationMs,
+    concurrencies: options.concurrencies,
+    git_commit: gitCommit(),
+    started_at: new Date().toISOString(),
+    run_id: runId,
+  });
+  const runner: LoadRunner = options.loadgen === 'child' ? new ChildLoadRunner() : new InProcessLoadRunner();
+  const hosts: ServerHost[] = [];
+  const tempDirs: string[] = [];
+  const catalog = await readCatalog(options.bundleDir);
+  const has = (section: string): boolean => options.sections.has(section);
+  const note = (message: string): void => {
+    report.notes.push(message);
+    log(`note: ${message}`);
+  };
+  const startHost = async (
+    role: string,
+    hostOptions: Record<string, unknown> = {},
+    execArgv: string[] = [],
+  ) => {
+    const host = await ServerHost.start(role, hostOptions, execArgv);
+    hosts.push(host);
+    return host;
+  };
+  const stopHost = async (host: ServerHost): Promise<void> => {
+    hosts.splice(hosts.indexOf(host), 1);
+    await host.stop();
+  };
+  const newDataDir = async (): Promise<string> => {
+    const dir = await mkdtemp(join(tmpdir(), 'automr-bench-'));
+    tempDirs.push(dir);
+    return dir;
+  };
+  const closed = (concurrency: number) =>
+    ({ type: 'closed', concurrency, warmupMs: options.warmupMs, durationMs: options.durationMs }) as const;
+
+  try {
+    // --- servers -------------------------------------------------------------------------------
+    let modelServer: ServerHost | undefined;
+    let gateway: ServerHost | undefined;
+    const needsGateway = ['recommend', 'open', 'ingest', 'memory'].some(has);
+    if (needsGateway) {
+      try {
+        log('starting the local model server');
+        modelServer = await startHost('model-server', { repository: catalog.modelRepository });
+        log(`model server at ${modelServer.address}; starting the gateway (lmdb)`);
+        gateway = await startHost(
+          'gateway',
+          gatewayOptions(modelServer.address, await newDataDir(), options),
+        );
+        log(`gateway at ${gateway.address}`);
+      } catch (error) {
+        note(`gateway sections skipped: ${(error as Error).message}`);
+      }
+    }
+
+    // --- calibration: seed users, measure message sizes ------------------------------------------
+    let recommendTarget: TargetSpec | undefined;
+    let echoSizes = { request: 16, response: 1200 };
+    const userPrefix = `bench-${runId}-u`;
+    if (gateway !== undefined && (has('recommend') || has('open'))) {
+      const client = new AutoMrClient(gateway.address);
+      try {
+        await client.waitForReady();
+        log(`seeding ${options.users} users x ${options.eventsPerUser} events`);
+        await client.ingest(
+          seedEvents(userPrefix, options.users, options.eventsPerUser, catalog.items, runId),
+          512,
+        );
+        const sample = Array.from({ length: Math.min(20, options.users) }, (_, i) => `${userPrefix}${i}`);
+        const drained = await waitForEncodings(client, sample, 60_000);
+        log(`seed encodings drained in ${String(drained.drainMs)} ms`);
+        const requests = Array.from({ length: options.users }, (_, i) => ({
+          userId: `${userPrefix}${i}`,
+          topN: 10,
+          memoryK: 0,
+        }));
+        recommendTarget = {
+          kind: 'proto',
+          address: gateway.address,
+          protoPath: RECOMMENDER_PROTO,
+          includeDirs: [PROTO_ROOT],
+          service: RECOMMENDER_SERVICE,
+          method: 'Recommend',
+          generator: { kind: 'cycle', requests },
+        };
+        const method = loadMethod({
+          protoPath: RECOMMENDER_PROTO,
+          includeDirs: [PROTO_ROOT],
+          service: RECOMMENDER_SERVICE,
+          method: 'Recommend',
+        });
+        const calibration = await runner.run(recommendTarget, {
+          type: 'closed',
+          concurrency: 1,
+          warmupMs: 200,
+          durationMs: 500,
+        });
+        const requestBytes = Math.round(
+          requests.reduce((s, r) => s + method.requestSerialize(r).length, 0) / requests.length,
+        );
+        const responseBytes =
+          calibration.completed > 0 ? Math.round(calibration.responseBytes / calibration.completed) : 1200;
+        echoSizes = { request: requestBytes, response: responseBytes };
+        report.message_bytes = echoSizes;
+        if (calibration.errors > 0)
+          note(`Recommend calibration errors: ${calibration.errorSamples.join('; ')}`);
+      } catch (error) {
+        note(`Recommend calibration failed: ${(error as Error).message}`);
+        recommendTarget = undefined;
+      } finally {
+        client.close();
+      }
+    }
+
+    // --- echo floor and Recommend, interleaved per concurrency so drift hits both alike -------------
+    if (has('echo') || has('recommend')) {
+      const echo = has('echo') ? await startHost('echo') : undefined;
+      const echoTarget: TargetSpec | undefined =
+        echo === undefined
+          ? undefined
+          : {
+              kind: 'echo',
+              address: echo.address,
+              requestBytes: echoSizes.request,
+              responseBytes: echoSizes.response,
+            };
+      for (const concurrency of options.concurrencies) {
+        if (echoTarget !== undefined) {
+          const result = await runner.run(echoTarget, closed(concurrency));
+          report.sweep.echo.push(point(concurrency, result));
+          log(`echo c=${concurrency}: ${result.rps.toFixed(0)} rps`);
+        }
+        if (recommendTarget !== undefined && gateway !== undefined && has('recommend')) {
+          const before = await gateway.stats();
+          const result = await runner.run(recommendTarget, closed(concurrency));
+          const after = await gateway.stats();
+          const sweep = point(concurrency, result);
+          report.sweep.recommend.push(sweep);
+          if (result.errors > 0)
+            note(`Recommend c=${concurrency}: ${result.errors} errors, e.g. ${result.errorSamples[0] ?? ''}`);
+          const calls = after.modelCalls - before.modelCalls;
+          if (
+            (concurrency === 64 || report.model_bytes_per_request === null) &&
+            calls > 0 &&
+            result.finished > 0
+          ) {
+            // Host counters cover the whole run, warmup included, as does `finished`.
+            report.model_bytes_per_request = {
+              request: Math.round((after.modelRequestBytes - before.modelRequestBytes) / result.finished),
+              response: Math.round((after.modelResponseBytes - before.modelResponseBytes) / result.finished),
+              calls: Math.round((calls / result.finished) * 100) / 100,
+            };
+          }
+          log(
+            `recommend c=${concurrency}: ${result.rps.toFixed(0)} rps, p99 ${sweep.latency.p99_ms} ms, overhead p99 ${String(sweep.overhead?.p99_ms)} ms`,
+          );
+        }
+      }
+      if (echo !== undefined) await stopHost(echo);
+    }
+
+    // --- open loop: queueing below and at saturation -------------------------------------------------
+    const saturation =
+      report.sweep.recommend.find((p) => p.concurrency === 64)?.rps ?? report.sweep.recommend.at(-1)?.rps;
+    if (has('open') && recommendTarget !== undefined && saturation !== undefined && saturation > 0) {
+      for (const fraction of options.quick ? [0.5, 0.9] : [0.25, 0.5, 0.75, 0.9, 1.0]) {
+        const rate = Math.max(1, Math.round(saturation * fraction));
+        const result = await runner.run(recommendTarget, {
+          type: 'open',
+          rate,
+          warmupMs: options.warmupMs,
+          durationMs: options.durationMs,
+          maxInFlight: 4096,
+        });
+        report.sweep.recommend_open_loop.push({
+          target_rps: rate,
+          achieved_rps: Math.round(result.rps),
+          latency: summarize(decodeHistogram(result.latency)),
+          service_latency: summarize(decodeHistogram(result.serviceLatency ?? result.latency)),
+          dropped: result.dropped,
+          errors: result.errors,
+        });
+        log(`recommend open loop ${rate}/s: p99 ${summarize(decodeHistogram(result.latency)).p99_ms} ms`);
+      }
+    }
+
+    // --- ingest: lmdb (the gateway above) and Redis ------------------------------------------------
+    if (has('ingest') && gateway !== undefined && modelServer !== undefined) {
+      await benchIngest('lmdb', gateway, runner, options, catalog, report, runId, log);
+      let redisGateway: ServerHost | undefined;
+      const prefix = `automr-bench-${runId}`;
+      try {
+        redisGateway = await startHost('gateway', {
+          ...gatewayOptions(modelServer.address, await newDataDir(), options),
+          memoryStore: options.redisUrl,
+          redisPrefix: prefix,
+        });
+        await benchIngest('redis', redisGateway, runner, options, catalog, report, runId, log);
+      } catch (error) {
+        note(`Redis ingest skipped: ${(error as Error).message}`);
+      } finally {
+        if (redisGateway !== undefined) await stopHost(redisGateway);
+        await deleteRedisPrefix(options.redisUrl, prefix).catch(() => undefined);
+      }
+    }
+
+    // --- memory: bytes per user at full history ------------------------------------------------------
+    if (has('memory') && modelServer !== undefined) {
+      await benchMemory(
+        modelServer.address,
+        options,
+        catalog,
+        report,
+        runId,
+        newDataDir,
+        startHost,
+        stopHost,
+        note,
+        log,
+      );
+    }
+
+    // --- retriever ------------------------------------------------------------------------------------
+    if (has('retriever')) {
+      const figure = await benchRetriever(options.bundleDir, 90, options.quick ? 2_000 : 5_000);
+      report.retriever_p50_us = figure.p50_us;
+      report.retriever_p99_us = figure.p99_us;
+      log(
+        `retriever (90 elements): p50 ${figure.p50_us} us, p99 ${figure.p99_us} us over ${figure.calls} calls`,
+      );
+    }
+
+    // --- profiles (separate runs: the profiler perturbs what it measures) ------------------------------
+    if (options.profile && modelServer !== undefined && recommendTarget !== undefined) {
+      await mkdir(options.profileDir, { recursive: true });
+      for (const section of ['recommend', 'ingest'] as const) {
+        const name = `gateway-${section}-${runId}.cpuprofile`;
+        const profiled = await startHost(
+          'gateway',
+          gatewayOptions(modelServer.address, await newDataDir(), options),
+          ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${name}`],
+        );
+        const client = new AutoMrClient(profiled.address);
+        await client.waitForReady();
+        if (section === 'recommend') {
+          await client.ingest(
+            seedEvents(userPrefix, options.users, options.eventsPerUser, catalog.items, `${runId}p`),
+            512,
+          );
+          await waitForEncodings(client, [`${userPrefix}0`], 60_000);
+          await runner.run({ ...recommendTarget, address: profiled.address }, closed(64));
+        } else {
+          await runner.ingest(ingestSpec(profiled.address, options, catalog, `${runId}p`, 'closed'));
+        }
+        client.close();
+        await stopHost(profiled);
+        const file = join(options.profileDir, name);
+        const summary = await summarizeProfileFile(file, 12);
+        report.profiles[`gateway ${section} at saturation`] = { file, top: summary.functions };
+        log(renderProfileSummary(summary, `gateway ${section} at saturation`));
+      }
+    }
+  } finally {
+    await runner.close();
+    for (const host of [...hosts].reverse()) await host.stop().catch(() => undefined);
+    for (const dir of tempDirs) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+  report.environment.loadavg_at_end = loadavg().map((v) => Math.round(v * 100) / 100);
+  return finalizeReport(report);
+}
+
+function gatewayOptions(
+  modelServer: string,
+  dataDir: string,
+  options: BenchOptions,
+): Record<string, unknown> {
+  return { modelServer, dataDir, bundle: options.bundleDir, memoryStore: 'lmdb' };
+}
+
+function ingestSpec(
+  address: string,
+  options: BenchOptions,
+  catalog: Catalog,
+  runId: string,
+  mode: 'closed' | 'open',
+  rate?: number,
+): IngestLoadSpec {
+  return {
+    address,
+    protoPath: RECOMMENDER_PROTO,
+    includeDirs: [PROTO_ROOT],
+    service: RECOMMENDER_SERVICE,
+    method: 'Ingest',
+    streams: 4,
+    window: 64,
+    ...(mode === 'open' ? { rate: rate ?? 10_000 } : {}),
+    warmupMs: options.warmupMs,
+    durationMs: options.durationMs,
+    users: options.quick ? 2_000 : 10_000,
+    userPrefix: `ingest-${runId}-${mode}-u`,
+    items: catalog.items,
+    runId: `${runId}-${mode}`,
+    baseTimestampMs: Date.UTC(2025, 0, 1),
+  };
+}
+
+async function benchIngest(
+  store: string,
+  gateway: ServerHost,
+  runner: LoadRunner,
+  options: BenchOptions,
+  catalog: Catalog,
+  report: BenchReport,
+  runId: string,
+  log: Log,
+): Promise<void> {
+  const client = new AutoMrClient(gateway.address);
+  try {
+    await client.waitForReady();
+    for (const mode of ['closed', 'open'] as const) {
+      const spec = ingestSpec(gateway.address, options, catalog, `${runId}-${store}`, mode, 10_000);
+      const result = await runner.ingest(spec);
+      const sample = Array.from({ length: 10 }, (_, i) => `${spec.userPrefix}${i * 7}`);
+      const drain = await waitForEncodings(client, sample, 30_000);
+      const figure: IngestFigure = {
+        store,
+        mode: mode === 'closed' ? `closed ${spec.streams}x${spec.window}` : `open ${spec.rate ?? 0}/s`,
+        eps: Math.round(result.eps),
+        ack_latency: summarize(decodeHistogram(result.latency)),
+        accepted: result.accepted,
+        rejected: result.rejected,
+        errors: result.errors,
+        pending_encodings_at_stop: drain.pendingAtStart,
+        ...(drain.drainMs === undefined ? {} : { encoding_drain_ms: drain.drainMs }),
+      };
+      report.sweep.ingest.push(figure);
+      if (result.errors + result.rejected > 0)
+        report.notes.push(`ingest ${store} ${mode}: ${result.errorSamples.join('; ')}`);
+      log(`ingest ${store} ${figure.mode}: ${figure.eps} events/s, ack p99 ${figure.ack_latency.p99_ms} ms`);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function deleteRedisPrefix(url: string, prefix: string): Promise<number> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  let removed = 0;
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) removed += await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+  return removed;
+}
+
+async function redisBytes(url: string, prefix: string): Promise<{ bytes: number; keys: number }> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  let bytes = 0;
+  let keys = 0;
+  try {
+    let cursor = '0';
+    do {
+      const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      for (const key of batch) {
+        bytes += Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) || 0;
+        keys += 1;
+      }
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+  return { bytes, keys };
+}
+
+async function benchMemory(
+  modelServerAddress: string,
+  options: BenchOptions,
+  catalog: Catalog,
+  report: BenchReport,
+  runId: string,
+  newDataDir: () => Promise<string>,
+  startHost: (role: string, o?: Record<string, unknown>) => Promise<ServerHost>,
+  stopHost: (host: ServerHost) => Promise<void>,
+  note: (m: string) => void,
+  log: Log,
+): Promise<void> {
+  const users = options.quick ? 100 : 500;
+  const perUser = 100;
+  const prefix = `mem-${runId}-u`;
+  const events = seedEvents(prefix, users, perUser, catalog.items, `${runId}-mem`);
+  const sample = Array.from({ length: 10 }, (_, i) => `${prefix}${i}`);
+  for (const store of ['lmdb', 'redis'] as const) {
+    const dataDir = await newDataDir();
+    const redisPrefix = `automr-bench-mem-${runId}`;
+    let host: ServerHost | undefined;
+    try {
+      host = await startHost('gateway', {
+        ...gatewayOptions(modelServerAddress, dataDir, options),
+        ...(store === 'redis' ? { memoryStore: options.redisUrl, redisPrefix } : {}),
+      });
+      const client = new AutoMrClient(host.address);
+      await client.waitForReady();
+      const before = store === 'lmdb' ? await allocatedBytes(dataDir) : 0;
+      await client.ingest(events, 512);
+      await waitForEncodings(client, sample, 60_000);
+      client.close();
+      let bytes: number;
+      if (store === 'lmdb') {
+        await stopHost(host);
+        host = undefined;
+        bytes = (await allocatedBytes(dataDir)) - before;
+      } else {
+        bytes = (await redisBytes(options.redisUrl, redisPrefix)).bytes;
+      }
+      report.bytes_per_user[store] = Math.round(bytes / users);
+      log(`memory ${store}: ${Math.round(bytes / users)} bytes per user (${perUser} events each)`);
+    } catch (error) {
+      note(`memory (${store}) skipped: ${(error as Error).message}`);
+    } finally {
+      if (host !== undefined) await stopHost(host);
+      if (store === 'redis') await deleteRedisPrefix(options.redisUrl, redisPrefix).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * `npm run bench [-- --quick] [--out FILE] ...`: runs the benchmark suite and prints a markdown table to
+ * stdout (progress goes to stderr); `--out` also writes the full JSON report.
+ * `--summarize-profile FILE.cpuprofile` only prints the top self-time functions of a V8 CPU profile.
+ */
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ALL_SECTIONS, defaultOptions, runBench } from '../bench/run.js';
+import { renderMarkdown } from '../bench/report.js';
+import { renderProfileSummary, summarizeProfileFile } from '../bench/profile-summary.js';
+
+const HELP = `Usage: npm run bench -- [options]
+  --quick                 short run (under five minutes)
+  --out FILE              write the JSON report to FILE
+  --sections LIST         comma-separated subset of ${ALL_SECTIONS.join(',')}
+  --concurrency LIST      closed-loop concurrencies (default 1,4,16,64)
+  --duration-ms N         measured time per point (default 10000, quick 3000)
+  --warmup-ms N           warmup per point (default 2000, quick 1000)
+  --users N               users seeded for the Recommend load
+  --loadgen child|inprocess  where the load generator runs (default child)
+  --profile               also profile the gateway at saturation (node --cpu-prof)
+  --profile-dir DIR       where profiles go (default out/profiles)
+  --redis URL             Redis for the Redis figures (default redis://127.0.0.1:6379)
+  --bundle DIR            bundle folder (default bundle/)
+  --summarize-profile F   print the top self-time functions of a .cpuprofile and exit`;
+
+function list(value: string): number[] {
+  return value.split(',').map((v) => {
+    const n = Number(v.trim());
+    if (!Number.isInteger(n) || n < 1) throw new Error(`not a positive integer: ${v}`);
+    return n;
+  });
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      sections: { type: 'string' },
+      concurrency: { type: 'string' },
+      'duration-ms': { type: 'string' },
+      'warmup-ms': { type: 'string' },
+      users: { type: 'string' },
+      loadgen: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      'profile-dir': { type: 'string' },
+      redis: { type: 'string' },
+      bundle: { type: 'string' },
+      'summarize-profile': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help === true) {
+    console.log(HELP);
+    return 0;
+  }
+  if (values['summarize-profile'] !== undefined) {
+    const file = values['summarize-profile'];
+    console.log(renderProfileSummary(await summarizeProfileFile(file, 20), file));
+    return 0;
+  }
+  const options = defaultOptions(values.quick === true);
+  if (values.sections !== undefined) {
+    const wanted = values.sections.split(',').map((s) => s.trim());
+    for (const section of wanted) {
+      if (!(ALL_SECTIONS as readonly string[]).includes(section))
+        throw new Error(`unknown section ${section}`);
+    }
+    options.sections = new Set(wanted);
+  }
+  if (values.concurrency !== undefined) options.concurrencies = list(values.concurrency);
+  if (values['duration-ms'] !== undefined)
+    options.durationMs = list(values['duration-ms'])[0] ?? options.durationMs;
+  if (values['warmup-ms'] !== undefined) options.warmupMs = Number(values['warmup-ms']);
+  if (values.users !== undefined) options.users = list(values.users)[0] ?? options.users;
+  if (values.loadgen !== undefined) {
+    if (values.loadgen !== 'child' && values.loadgen !== 'inprocess')
+      throw new Error('--loadgen is child or inprocess');
+    options.loadgen = values.loadgen;
+  }
+  options.profile = values.profile === true;
+  if (values['profile-dir'] !== undefined) options.profileDir = resolve(values['profile-dir']);
+  if (values.redis !== undefined) options.redisUrl = values.redis;
+  if (values.bundle !== undefined) options.bundleDir = resolve(values.bundle);
+
+  const started = Date.now();
+  const report = await runBench(options, (message) => console.error(`[bench] ${message}`));
+  report.environment.wall_s = Math.round((Date.now() - started) / 1000);
+  console.log(renderMarkdown(report));
+  if (values.out !== undefined) {
+    await writeFile(values.out, `${JSON.stringify(report, null, 2)}\n`);
+    console.error(`[bench] wrote ${values.out}`);
+  }
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exitCode = 1;
+  },
+);
