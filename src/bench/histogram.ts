@@ -62,6 +62,6 @@ export function summarize(histogram: Histogram): LatencySummary {
     p95_ms: at(95),
     p99_ms: at(99),
     p999_ms: at(99.9),
-    max_ms: round(histogram.maxValue / NS_PER_MS),
+    max_ms: at(100),
   };
 }

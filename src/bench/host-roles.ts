@@ -58,8 +58,9 @@ async function startModelServerRole(options: Record<string, unknown>): Promise<R
   if (start === undefined) throw new Error('src/model-server/server.ts does not export startModelServer');
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
-  const handle = await start({ addr: address, address, ...options });
-  return { address, close: closerOf(handle) };
+  const handle = await start({ address, ...options });
+  const bound = (handle as { address?: unknown }).address;
+  return { address: typeof bound === 'string' ? bound : address, close: closerOf(handle) };
 }
 
 async function startGatewayRole(options: Record<string, unknown>): Promise<RunningServer> {

@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { emptyReport, finalizeReport, renderMarkdown, type SweepPoint } from '../../src/bench/report.js';
+import type { LatencySummary } from '../../src/bench/histogram.js';
+
+const lat = (p50: number, p99: number): LatencySummary => ({
+  count: 100,
+  mean_ms: p50,
+  p50_ms: p50,
+  p95_ms: p99,
+  p99_ms: p99,
+  p999_ms: p99,
+  max_ms: p99,
+});
+
+const sweep = (rps: number[], overhead?: LatencySummary): SweepPoint[] =>
+  [1, 4, 16, 64].map((concurrency, i) => ({
+    concurrency,
+    rps: rps[i] ?? 0,
+    latency: lat(1, 2),
+    errors: 0,
+    ...(overhead === undefined ? {} : { overhead }),
+  }));
+
+void test('headline figures come from c=64 (throughput) and c=1 (overhead), with ratios and target checks', () => {
+  const report = emptyReport({ mode: 'quick', cpus: 2 });
+  report.sweep.echo = sweep([1000, 3000, 4000, 5000]);
+  report.sweep.recommend = sweep([400, 1200, 2000, 2400], lat(0.8, 2.5));
+  report.sweep.ingest.push({
+    store: 'lmdb',
+    mode: 'closed 4x64',
+    eps: 12_345,
+    ack_latency: lat(3, 9),
+    accepted: 1,
+    rejected: 0,
+    errors: 0,
+  });
+  report.retriever_p99_us = 150;
+  finalizeReport(report);
+  assert.equal(report.echo_rps, 5000);
+  assert.equal(report.recommend_rps, 2400);
+  assert.equal(report.recommend_to_echo_ratio, 0.48);
+  assert.equal(report.overhead_p50_ms, 0.8);
+  assert.equal(report.overhead_p99_ms, 2.5);
+  assert.equal(report.ingest_eps, 12_345);
+  assert.equal(report.ingest_p99_ms, 9);
+  assert.deepEqual(
+    report.targets.map((t) => t.met),
+    [false, false, true, true],
+  );
+  const markdown = renderMarkdown(report);
+  assert.match(markdown, /\| 64 \| 5000 \| 1\.00 \| 2\.00 \| 2400 \| .* \| 0\.480 \|/);
+  assert.match(markdown, /durable ingest into lmdb .* \| yes \|/);
+  assert.match(markdown, /lmdb \| closed 4x64 \| 12345/);
+});
+
+void test('a run without gateway figures reports n/a rather than zeros', () => {
+  const report = finalizeReport(emptyReport({}));
+  assert.equal(report.recommend_rps, null);
+  assert.equal(report.targets[0]?.met, null);
+  assert.match(renderMarkdown(report), /recommend_rps \/ echo_rps at c=64 \| >= 0\.5 \| n\/a \| n\/a/);
+});
