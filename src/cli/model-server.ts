@@ -1,0 +1,108 @@
+/**
+ * `npm run model-server`: the local Triton-protocol model server on a Triton model repository.
+ * For development, tests and single-machine use; production runs NVIDIA Triton on the same repository.
+ */
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { ConsoleSpanExporter, NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
+import { z } from 'zod';
+import { startModelServer } from '../model-server/server.js';
+import { createLogger } from '../shared/logger.js';
+
+const HELP = `Usage: node dist/cli/model-server.js [options]
+
+Serves a Triton model repository over Triton's gRPC protocol (KServe v2).
+For development, tests and single-machine use; production runs NVIDIA Triton with the same repository:
+  tritonserver --model-repository=$PWD/triton-models
+
+Options (environment variable in brackets):
+  --repository PATH        model repository            [AUTOMR_MODEL_REPOSITORY, default ./triton-models]
+  --address HOST:PORT      gRPC listen address         [AUTOMR_MODEL_SERVER_ADDR, default 127.0.0.1:8001]
+  --max-message-bytes N    max gRPC message size       [AUTOMR_MODEL_SERVER_MAX_MESSAGE_BYTES, default 67108864]
+  --intra-op-threads N     onnxruntime intra-op threads per session [AUTOMR_ORT_INTRA_OP_THREADS, default 1]
+  --inter-op-threads N     onnxruntime inter-op threads per session [AUTOMR_ORT_INTER_OP_THREADS, default 1]
+  --drain-timeout-ms N     bound on finishing in-flight requests at SIGTERM [AUTOMR_DRAIN_TIMEOUT_MS, default 10000]
+  -h, --help               this text
+Tracing: the incoming W3C traceparent is continued; set OTEL_TRACES_EXPORTER=console to print spans.`;
+
+const { values } = parseArgs({
+  options: {
+    repository: { type: 'string' },
+    address: { type: 'string' },
+    'max-message-bytes': { type: 'string' },
+    'intra-op-threads': { type: 'string' },
+    'inter-op-threads': { type: 'string' },
+    'drain-timeout-ms': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+if (values.help === true) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+const env = process.env;
+const Config = z.object({
+  repository: z.string().min(1),
+  address: z.string().regex(/^[^\s]+:\d+$/, 'expected HOST:PORT'),
+  maxMessageBytes: z.coerce.number().int().positive(),
+  intraOpThreads: z.coerce.number().int().min(1).max(64),
+  interOpThreads: z.coerce.number().int().min(1).max(64),
+  drainTimeoutMs: z.coerce.number().int().min(0),
+});
+const parsed = Config.safeParse({
+  repository: values.repository ?? env.AUTOMR_MODEL_REPOSITORY ?? './triton-models',
+  address: values.address ?? env.AUTOMR_MODEL_SERVER_ADDR ?? '127.0.0.1:8001',
+  maxMessageBytes:
+    values['max-message-bytes'] ?? env.AUTOMR_MODEL_SERVER_MAX_MESSAGE_BYTES ?? 64 * 1024 * 1024,
+  intraOpThreads: values['intra-op-threads'] ?? env.AUTOMR_ORT_INTRA_OP_THREADS ?? 1,
+  interOpThreads: values['inter-op-threads'] ?? env.AUTOMR_ORT_INTER_OP_THREADS ?? 1,
+  drainTimeoutMs: values['drain-timeout-ms'] ?? env.AUTOMR_DRAIN_TIMEOUT_MS ?? 10_000,
+});
+if (!parsed.success) {
+  console.error(`invalid configuration: ${parsed.error.message}\n\n${HELP}`);
+  process.exit(2);
+}
+const config = parsed.data;
+
+// Minimal tracing: continue incoming W3C trace context; export to the console only when asked.
+const provider = new NodeTracerProvider({
+  spanProcessors:
+    env.OTEL_TRACES_EXPORTER === 'console' ? [new SimpleSpanProcessor(new ConsoleSpanExporter())] : [],
+});
+provider.register({ propagator: new W3CTraceContextPropagator() });
+
+const logger = createLogger({ name: 'automr-model-server' });
+try {
+  const server = await startModelServer({
+    repository: resolve(config.repository),
+    address: config.address,
+    logger,
+    maxMessageBytes: config.maxMessageBytes,
+    intraOpThreads: config.intraOpThreads,
+    interOpThreads: config.interOpThreads,
+  });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining');
+    server
+      .drain(config.drainTimeoutMs)
+      .then(() => provider.shutdown())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'drain failed');
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+} catch (error) {
+  logger.fatal({ err: error }, 'model server failed to start');
+  process.exit(1);
+}
