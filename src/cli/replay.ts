@@ -1,0 +1,73 @@
+/**
+ * `npm run replay -- --dataset DIR --bundle DIR --targets FILE [--addr HOST:PORT]`: served-path parity
+ * check (see src/replay/replay.ts). Exits 1 when a metric falls outside the offline interval.
+ */
+import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { renderReplay, runReplay } from '../replay/replay.js';
+
+const HELP = `Usage: npm run replay -- --dataset DIR --bundle DIR --targets FILE [options]
+  --dataset DIR       the dataset folder the pipeline evaluated (e.g. /work/shared/data/ml-100k)
+  --bundle DIR        the evaluated bundle (<out dir>/bundle); its manifest names the model repository
+  --targets FILE      <out stem>-test-targets.json written by the pipeline
+  --addr HOST:PORT    replay against a running gateway instead of starting one
+  --store lmdb|URL    memory store of the started gateway (default lmdb)
+  --concurrency N     users replayed in parallel (default 4)
+  --limit-users N     replay only the first N users (a smoke check; parity is not judged)
+  --top-n N           items requested per Recommend (default 100, capped at the bundle's top_k)
+  --out FILE          also write the JSON report`;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      dataset: { type: 'string' },
+      bundle: { type: 'string' },
+      targets: { type: 'string' },
+      addr: { type: 'string' },
+      store: { type: 'string', default: 'lmdb' },
+      concurrency: { type: 'string', default: '4' },
+      'limit-users': { type: 'string' },
+      'top-n': { type: 'string', default: '100' },
+      out: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (
+    values.help === true ||
+    values.dataset === undefined ||
+    values.bundle === undefined ||
+    values.targets === undefined
+  ) {
+    console.log(HELP);
+    return values.help === true ? 0 : 2;
+  }
+  const report = await runReplay({
+    datasetDir: values.dataset,
+    bundleDir: values.bundle,
+    targetsFile: values.targets,
+    ...(values.addr === undefined ? {} : { address: values.addr }),
+    store: values.store ?? 'lmdb',
+    concurrency: Number(values.concurrency ?? 4),
+    ...(values['limit-users'] === undefined ? {} : { limitUsers: Number(values['limit-users']) }),
+    topN: Number(values['top-n'] ?? 100),
+    memoryK: 1,
+    userPrefix: `replay-${randomBytes(3).toString('hex')}-`,
+    encodingWaitMs: 5_000,
+    log: (message) => console.error(`[replay] ${message}`),
+  });
+  console.log(renderReplay(report));
+  if (values.out !== undefined) await writeFile(values.out, `${JSON.stringify(report, null, 2)}\n`);
+  return report.all_within ? 0 : 1;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,274 @@
+/**
+ * Served-path parity: streams a dataset's events through the running service's Ingest (each user's
+ * events in time order, timestamps in ms), calls Recommend (memory_k 1) right before each test target is
+ * ingested, and computes the offline metrics from what was served. It starts the local model server and a
+ * gateway on the given bundle itself unless `address` names a running gateway.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { AutoMrClient, type IngestEvent, type RecommendResult } from '../bench/automr-client.js';
+import { ServerHost } from '../bench/servers.js';
+import { loadDataset } from './dataset.js';
+import {
+  compareWithOffline,
+  rankAgreement,
+  rankIn,
+  summarizeRanks,
+  type MetricComparison,
+  type Metrics,
+  type OfflineRow,
+  type RankAgreement,
+} from './metrics.js';
+
+export interface ReplayOptions {
+  datasetDir: string;
+  bundleDir: string;
+  targetsFile: string;
+  /** A running gateway; when absent the replay starts its own model server + gateway. */
+  address?: string;
+  /** Memory store of a started gateway: 'lmdb' or a redis:// URL. */
+  store: string;
+  /** Users replayed concurrently (each user's own events stay strictly ordered). */
+  concurrency: number;
+  limitUsers?: number;
+  topN: number;
+  memoryK: number;
+  userPrefix: string;
+  /** How long to wait for a user's memory to be fully encoded before a Recommend counts. */
+  encodingWaitMs: number;
+  log: (message: string) => void;
+}
+
+export interface TargetSample {
+  user_id: string;
+  pos: number;
+  target_item_id: string;
+  timestamp: number;
+  automr_rank: number;
+}
+
+export interface TargetsFile {
+  dataset: string;
+  fingerprint: string;
+  automr_row: OfflineRow;
+  samples: TargetSample[];
+}
+
+export interface ReplayReport {
+  dataset: string;
+  fingerprint: string;
+  bundle_fingerprint: string | null;
+  model_version: string | null;
+  samples: number;
+  users: number;
+  events_ingested: number;
+  served: Metrics;
+  comparison: MetricComparison[];
+  all_within: boolean;
+  /** Served ranks against the offline per-sample automr ranks (ranks >= top_n count as equal). */
+  agreement: RankAgreement;
+  recommends_waiting_for_encoding: number;
+  recommends_still_lagging: number;
+  unknown_items: number;
+  wall_s: number;
+}
+
+async function readJson<T>(file: string): Promise<T> {
+  return JSON.parse(await readFile(file, 'utf8')) as T;
+}
+
+async function pool<T>(items: readonly T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++];
+      if (item !== undefined) await work(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, width) }, worker));
+}
+
+export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
+  const started = Date.now();
+  const { log } = options;
+  const targets = await readJson<TargetsFile>(options.targetsFile);
+  const manifest = await readJson<{
+    model_version?: string;
+    model_repository: string;
+    top_k?: number;
+    training_data?: { fingerprint?: string };
+    catalog: { item_id: string }[];
+  }>(join(options.bundleDir, 'manifest.json'));
+  log(`reading ${options.datasetDir}`);
+  const dataset = await loadDataset(options.datasetDir);
+  if (dataset.fingerprint !== targets.fingerprint) {
+    throw new Error(
+      `dataset fingerprint ${dataset.fingerprint} differs from the targets file's ${targets.fingerprint}: ` +
+        'the replay would not stream what was evaluated',
+    );
+  }
+  const bundleFingerprint = manifest.training_data?.fingerprint ?? null;
+  if (bundleFingerprint !== null && bundleFingerprint !== targets.fingerprint) {
+    log(`warning: bundle trained on ${bundleFingerprint}, targets are of ${targets.fingerprint}`);
+  }
+  const catalog = new Set(manifest.catalog.map((c) => c.item_id));
+  const userIndex = new Map(dataset.users.map((u, i) => [u, i]));
+  const byUser = new Map<string, TargetSample[]>();
+  for (const sample of targets.samples) {
+    const u = userIndex.get(sample.user_id);
+    const item = u === undefined ? undefined : dataset.itemSeqs[u]?.[sample.pos];
+    if (item !== sample.target_item_id) {
+      throw new Error(
+        `target (${sample.user_id}, ${sample.pos}) is ${String(item)} in the dataset, ${sample.target_item_id} in the targets file`,
+      );
+    }
+    const list = byUser.get(sample.user_id) ?? [];
+    list.push(sample);
+    byUser.set(sample.user_id, list);
+  }
+  let users = [...byUser.keys()];
+  if (options.limitUsers !== undefined) users = users.slice(0, options.limitUsers);
+  const topN = Math.min(options.topN, manifest.top_k ?? options.topN);
+
+  const hosts: ServerHost[] = [];
+  let dataDir: string | undefined;
+  let address = options.address;
+  try {
+    if (address === undefined) {
+      dataDir = await mkdtemp(join(tmpdir(), 'automr-replay-'));
+      log('starting the local model server and a gateway on the bundle');
+      const modelServer = await ServerHost.start('model-server', {
+        repository: resolve(options.bundleDir, manifest.model_repository),
+      });
+      hosts.push(modelServer);
+      const gateway = await ServerHost.start('gateway', {
+        modelServer: modelServer.address,
+        dataDir,
+        bundle: resolve(options.bundleDir),
+        memoryStore: options.store,
+        redisPrefix: `automr-replay-${randomBytes(4).toString('hex')}`,
+        logLevel: 'warn',
+      });
+      hosts.push(gateway);
+      address = gateway.address;
+    }
+    const client = new AutoMrClient(address, 60_000);
+    await client.waitForReady();
+    log(`replaying ${users.length} users, ${targets.samples.length} targets against ${address}`);
+
+    const servedRank = new Map<TargetSample, number>();
+    let eventsIngested = 0;
+    let waited = 0;
+    let lagging = 0;
+    let unknownItems = 0;
+    let modelVersion: string | null = null;
+    let done = 0;
+
+    const recommendEncoded = async (userId: string): Promise<RecommendResult> => {
+      const deadline = Date.now() + options.encodingWaitMs;
+      let result = await client.recommend(userId, topN, options.memoryK);
+      if ((result.summary?.pendingEncodings ?? 0) > 0) waited += 1;
+      while ((result.summary?.pendingEncodings ?? 0) > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        result = await client.recommend(userId, topN, options.memoryK);
+      }
+      if ((result.summary?.pendingEncodings ?? 0) > 0) lagging += 1;
+      return result;
+    };
+
+    await pool(users, options.concurrency, async (user) => {
+      const u = userIndex.get(user) ?? -1;
+      const items = dataset.itemSeqs[u] ?? [];
+      const times = dataset.timeSeqs[u] ?? [];
+      const samples = [...(byUser.get(user) ?? [])].sort((a, b) => a.pos - b.pos);
+      const servedUser = `${options.userPrefix}${user}`;
+      let ingested = 0;
+      for (const sample of samples) {
+        const events: IngestEvent[] = [];
+        for (let p = ingested; p < sample.pos; p += 1) {
+          const itemId = items[p] ?? '';
+          if (!catalog.has(itemId)) unknownItems += 1;
+          events.push({
+            eventId: `${user}:${p}`,
+            userId: servedUser,
+            itemId,
+            timestampMs: (times[p] ?? 0) * 1000,
+          });
+        }
+        const acks = await client.ingest(events);
+        const bad = acks.find((a) => a.status !== 'ACCEPTED');
+        if (bad !== undefined)
+          throw new Error(`ingest of ${bad.eventId} answered ${bad.status}: ${bad.message ?? ''}`);
+        eventsIngested += events.length;
+        ingested = sample.pos;
+        const result = await recommendEncoded(servedUser);
+        modelVersion ??= result.summary?.modelVersion ?? null;
+        servedRank.set(
+          sample,
+          rankIn(
+            result.items.map((i) => i.itemId),
+            sample.target_item_id,
+          ),
+        );
+      }
+      done += 1;
+      if (done % 100 === 0) log(`${done}/${users.length} users`);
+    });
+    client.close();
+
+    const replayed = targets.samples.filter((s) => servedRank.has(s));
+    const ranks = replayed.map((s) => servedRank.get(s) ?? topN);
+    const served = summarizeRanks(ranks);
+    const comparison = compareWithOffline(served, targets.automr_row);
+    const partial = options.limitUsers !== undefined;
+    return {
+      dataset: targets.dataset,
+      fingerprint: dataset.fingerprint,
+      bundle_fingerprint: bundleFingerprint,
+      model_version: modelVersion,
+      samples: replayed.length,
+      users: users.length,
+      events_ingested: eventsIngested,
+      served,
+      comparison,
+      all_within: !partial && comparison.every((c) => c.within !== false),
+      agreement: rankAgreement(
+        ranks,
+        replayed.map((s) => s.automr_rank),
+        topN,
+      ),
+      recommends_waiting_for_encoding: waited,
+      recommends_still_lagging: lagging,
+      unknown_items: unknownItems,
+      wall_s: Math.round((Date.now() - started) / 100) / 10,
+    };
+  } finally {
+    for (const host of hosts.reverse()) await host.stop().catch(() => undefined);
+    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+export function renderReplay(report: ReplayReport): string {
+  const f = (v: number): string => v.toFixed(4);
+  const lines = [
+    `## Served-path replay: ${report.dataset} (${report.samples} targets, ${report.users} users, ${report.events_ingested} events, ${report.wall_s} s)`,
+    '',
+    '| metric | served | offline automr | offline 95% CI | within |',
+    '| --- | --- | --- | --- | --- |',
+    ...report.comparison.map(
+      (c) =>
+        `| ${c.metric} | ${f(c.served)} | ${f(c.offline)} | ${c.ci95 === null ? 'n/a' : `[${f(c.ci95[0])}, ${f(c.ci95[1])}]`} | ${c.within === null ? 'n/a' : c.within ? 'yes' : 'NO'} |`,
+    ),
+    '',
+    `per-sample agreement with the offline automr ranks: same rank ${report.agreement.sameRank}/${report.agreement.samples}, ` +
+      `same hit@1 ${report.agreement.sameHit1}, same hit@10 ${report.agreement.sameHit10}`,
+    `Recommends that waited for encodings: ${report.recommends_waiting_for_encoding}; still lagging: ${report.recommends_still_lagging}; unknown items: ${report.unknown_items}`,
+    `model_version ${String(report.model_version)}; dataset fingerprint ${report.fingerprint}; bundle trained on ${String(report.bundle_fingerprint)}`,
+    report.all_within
+      ? 'PARITY: every metric within the offline interval'
+      : 'NO PARITY (or partial replay): see the table',
+  ];
+  return lines.join('\n');
+}
