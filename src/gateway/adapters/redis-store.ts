@@ -1,0 +1,235 @@
+/**
+ * MemoryStore on Redis (or Redis Cluster) for deployments of several gateways. Every key of a user carries the
+ * hash tag `{u:<user>}`, so Redis Cluster keeps a user on one shard and one Lua script can append atomically:
+ * idempotency check, arrival sequence, insertion in (timestamp, arrival) order and trimming happen in a single
+ * step, so concurrent streams for one user lose nothing. Idempotency keys expire after a TTL.
+ *
+ * Per user: `seq` (counter), `z` (sorted set: score = timestamp, member = zero-padded seq, so ties keep arrival
+ * order), `e` (hash seq → event JSON), `v` (hash seq → encoding), `i` (sorted set eventId → expiry time).
+ * Durability of an acked event is whatever the Redis server's persistence (AOF/replication) guarantees.
+ */
+import { Cluster, Redis } from 'ioredis';
+import type { Logger } from '../../shared/logger.js';
+import { AppError } from '../../shared/errors.js';
+import type { AppendResult, MemoryStore, NewEvent, StoredEntry, VectorUpdate } from '../domain/ports.js';
+
+const APPEND_LUA = `
+local seqKey, zKey, eKey, vKey, iKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local eventId, payload, ts = ARGV[1], ARGV[2], ARGV[3]
+local now, ttl, maxHistory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', iKey, '-inf', now)
+if redis.call('ZSCORE', iKey, eventId) then return {0, 0} end
+local seq = redis.call('INCR', seqKey)
+local member = string.format('%016d', seq)
+redis.call('ZADD', iKey, now + ttl, eventId)
+redis.call('PEXPIRE', iKey, ttl)
+redis.call('ZADD', zKey, ts, member)
+redis.call('HSET', eKey, member, payload)
+local n = redis.call('ZCARD', zKey)
+if n > maxHistory then
+  local old = redis.call('ZRANGE', zKey, 0, n - maxHistory - 1)
+  redis.call('ZREMRANGEBYRANK', zKey, 0, n - maxHistory - 1)
+  redis.call('HDEL', eKey, unpack(old))
+  redis.call('HDEL', vKey, unpack(old))
+end
+return {1, seq}
+`;
+
+// Only entries still present get an encoding, so a racing trim or ForgetUser is never undone.
+const PUT_VECTORS_LUA = `
+local eKey, vKey = KEYS[1], KEYS[2]
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', eKey, ARGV[i]) == 1 then redis.call('HSET', vKey, ARGV[i], ARGV[i + 1]) end
+end
+return 0
+`;
+
+const FORGET_LUA = `
+local n = redis.call('ZCARD', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return n
+`;
+
+type Client = Redis | Cluster;
+
+interface ScriptClient {
+  automrAppend(...args: (string | number)[]): Promise<[number, number]>;
+  automrPutVectors(...args: (string | Buffer)[]): Promise<number>;
+  automrForget(...args: string[]): Promise<number>;
+}
+
+export interface RedisStoreOptions {
+  /** redis://host:port[/db] or redis-cluster://h1:p1,h2:p2 */
+  url: string;
+  prefix?: string;
+  idempotencyTtlMs?: number;
+  logger?: Logger;
+}
+
+export class RedisMemoryStore implements MemoryStore {
+  readonly kind = 'redis';
+  private readonly client: Client & ScriptClient;
+  private readonly prefix: string;
+  private readonly ttlMs: number;
+
+  constructor(options: RedisStoreOptions) {
+    this.prefix = options.prefix ?? 'automr';
+    this.ttlMs = options.idempotencyTtlMs ?? 7 * 24 * 3600 * 1000;
+    const common = { maxRetriesPerRequest: 3, enableOfflineQueue: true, lazyConnect: false };
+    let client: Client;
+    if (options.url.startsWith('redis-cluster://')) {
+      const nodes = options.url
+        .slice('redis-cluster://'.length)
+        .split(',')
+        .map((hp) => {
+          const i = hp.lastIndexOf(':');
+          return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
+        });
+      client = new Cluster(nodes, { redisOptions: common });
+    } else {
+      client = new Redis(options.url, common);
+    }
+    client.on('error', (error: Error) =>
+      options.logger?.warn({ err: error.message }, 'redis connection error'),
+    );
+    client.defineCommand('automrAppend', { numberOfKeys: 5, lua: APPEND_LUA });
+    client.defineCommand('automrPutVectors', { numberOfKeys: 2, lua: PUT_VECTORS_LUA });
+    client.defineCommand('automrForget', { numberOfKeys: 5, lua: FORGET_LUA });
+    this.client = client as Client & ScriptClient;
+  }
+
+  private keys(userId: string) {
+    const base = `${this.prefix}:{u:${userId}}`;
+    return { seq: `${base}:seq`, z: `${base}:z`, e: `${base}:e`, v: `${base}:v`, i: `${base}:i` };
+  }
+
+  private get usersKey(): string {
+    return `${this.prefix}:users`;
+  }
+
+  async ready(): Promise<boolean> {
+    try {
+      return (await this.client.ping()) === 'PONG';
+    } catch {
+      return false;
+    }
+  }
+
+  async append(event: NewEvent, maxHistory: number): Promise<AppendResult> {
+    const k = this.keys(event.userId);
+    const payload = JSON.stringify({ id: event.eventId, item: event.itemId, tok: event.token });
+    const [accepted, seq] = await this.call(() =>
+      this.client.automrAppend(
+        k.seq,
+        k.z,
+        k.e,
+        k.v,
+        k.i,
+        event.eventId,
+        payload,
+        event.timestampMs,
+        Date.now(),
+        this.ttlMs,
+        maxHistory,
+      ),
+    );
+    if (accepted === 0) return { status: 'duplicate' };
+    // The user index only drives background re-encoding; it lives outside the user's slot, so it is a second step.
+    await this.call(() => this.client.sadd(this.usersKey, event.userId));
+    return { status: 'accepted', seq };
+  }
+
+  async read(userId: string): Promise<StoredEntry[]> {
+    const k = this.keys(userId);
+    // One round trip; MULTI keeps the three reads consistent (all keys share the user's slot).
+    const replies = await this.call(() =>
+      this.client.multi().zrange(k.z, '0', '-1', 'WITHSCORES').hgetall(k.e).hgetallBuffer(k.v).exec(),
+    );
+    if (replies === null)
+      throw new AppError('UNAVAILABLE', 'memory store read was aborted', { retryable: true });
+    for (const [error] of replies)
+      if (error)
+        throw new AppError('UNAVAILABLE', 'memory store read failed', { cause: error, retryable: true });
+    const z = replies[0]?.[1] as string[];
+    const e = replies[1]?.[1] as Record<string, string>;
+    const v = replies[2]?.[1] as Record<string, Buffer>;
+    const entries: StoredEntry[] = [];
+    for (let i = 0; i + 1 < z.length; i += 2) {
+      const member = z[i] as string;
+      const raw = e[member];
+      if (raw === undefined) continue;
+      const ev = JSON.parse(raw) as { id: string; item: string; tok: number };
+      const entry: StoredEntry = {
+        eventId: ev.id,
+        itemId: ev.item,
+        token: ev.tok,
+        timestampMs: Number(z[i + 1]),
+        seq: Number(member),
+      };
+      const enc = v[member];
+      if (enc !== undefined) Object.assign(entry, decodeVector(enc));
+      entries.push(entry);
+    }
+    return entries;
+  }
+
+  async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {
+    if (updates.length === 0) return;
+    const k = this.keys(userId);
+    const args: (string | Buffer)[] = [];
+    for (const up of updates) args.push(String(up.seq).padStart(16, '0'), encodeVector(up.encKey, up.vector));
+    await this.call(() => this.client.automrPutVectors(k.e, k.v, ...args));
+  }
+
+  async forget(userId: string): Promise<number> {
+    const k = this.keys(userId);
+    const removed = await this.call(() => this.client.automrForget(k.seq, k.z, k.e, k.v, k.i));
+    await this.call(() => this.client.srem(this.usersKey, userId));
+    return removed;
+  }
+
+  async *users(): AsyncIterable<string> {
+    let cursor = '0';
+    do {
+      const [next, batch] = await this.call(() => this.client.sscan(this.usersKey, cursor, 'COUNT', 500));
+      cursor = next;
+      yield* batch;
+    } while (cursor !== '0');
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+
+  private async call<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (error) {
+      throw new AppError('UNAVAILABLE', 'memory store (redis) unavailable', {
+        cause: error,
+        retryable: true,
+      });
+    }
+  }
+}
+
+// Encoding = 2-byte key length, key bytes, then the float32 vector (little-endian, as on every supported host).
+function encodeVector(encKey: string, vector: Float32Array): Buffer {
+  const key = Buffer.from(encKey, 'utf8');
+  const out = Buffer.alloc(2 + key.length + vector.byteLength);
+  out.writeUInt16LE(key.length, 0);
+  key.copy(out, 2);
+  Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).copy(out, 2 + key.length);
+  return out;
+}
+
+function decodeVector(buf: Buffer): { encKey: string; vector: Float32Array } {
+  const n = buf.readUInt16LE(0);
+  const encKey = buf.subarray(2, 2 + n).toString('utf8');
+  const bytes = new Uint8Array(buf.subarray(2 + n)); // copy → aligned
+  return { encKey, vector: new Float32Array(bytes.buffer, 0, bytes.byteLength / 4) };
+}

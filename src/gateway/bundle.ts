@@ -1,0 +1,94 @@
+/** Reads a model bundle (docs/BUNDLE.md): manifest, catalog and the paths of the Triton repository and retriever. */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { AppError } from '../shared/errors.js';
+
+const manifestSchema = z.object({
+  format: z.literal(1),
+  model_version: z.string().min(1),
+  model_repository: z.string().min(1),
+  models: z.object({
+    lower: z.string().min(1),
+    upper: z.string().min(1),
+    ensemble: z.string().min(1),
+    version: z.string().default('1'),
+  }),
+  d_model: z.number().int().positive(),
+  window: z.number().int().positive(),
+  max_memory: z.number().int().positive(),
+  max_history: z.number().int().positive(),
+  top_k: z.number().int().positive(),
+  special_tokens: z.object({ pad: z.number().int(), bos: z.number().int(), unk: z.number().int() }),
+  retriever: z.object({ file: z.string().min(1) }).passthrough(),
+  catalog: z.array(z.object({ item_id: z.string(), token: z.number().int(), title: z.string() })),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;
+
+export interface CatalogItem {
+  itemId: string;
+  token: number;
+  title: string;
+}
+
+export interface Bundle {
+  dir: string;
+  manifest: Manifest;
+  modelVersion: string;
+  modelRepository: string;
+  retrieverPath: string;
+  dModel: number;
+  window: number;
+  maxMemory: number;
+  topK: number;
+  tokens: { pad: number; bos: number; unk: number };
+  /** Item token for an external id, or undefined for an item outside the catalog. */
+  tokenOf(itemId: string): number | undefined;
+  itemOf(token: number): CatalogItem | undefined;
+  catalog: CatalogItem[];
+}
+
+export async function loadBundle(dir: string): Promise<Bundle> {
+  const manifestPath = path.resolve(dir, 'manifest.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(manifestPath, 'utf8'));
+  } catch (error) {
+    throw new AppError('FAILED_PRECONDITION', `cannot read bundle manifest ${manifestPath}`, {
+      cause: error,
+    });
+  }
+  const parsed = manifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new AppError(
+      'FAILED_PRECONDITION',
+      `invalid bundle manifest ${manifestPath}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(),
+    );
+  }
+  const manifest = parsed.data;
+  const catalog: CatalogItem[] = manifest.catalog.map((c) => ({
+    itemId: c.item_id,
+    token: c.token,
+    title: c.title,
+  }));
+  const byId = new Map(catalog.map((c) => [c.itemId, c]));
+  const byToken = new Map(catalog.map((c) => [c.token, c]));
+  const base = path.dirname(manifestPath);
+  return {
+    dir: base,
+    manifest,
+    modelVersion: manifest.model_version,
+    modelRepository: path.resolve(base, manifest.model_repository),
+    retrieverPath: path.resolve(base, manifest.retriever.file),
+    dModel: manifest.d_model,
+    window: manifest.window,
+    maxMemory: manifest.max_memory,
+    topK: manifest.top_k,
+    tokens: manifest.special_tokens,
+    tokenOf: (itemId) => byId.get(itemId)?.token,
+    itemOf: (token) => byToken.get(token),
+    catalog,
+  };
+}

@@ -1,0 +1,76 @@
+/** Ports of the gateway domain: small interfaces that the adapters (lmdb, Redis, Triton, onnxruntime) implement. */
+
+/** One interaction as the ingest service hands it to a store. */
+export interface NewEvent {
+  userId: string;
+  eventId: string;
+  itemId: string;
+  /** Vocabulary token of the item (2 = unk for an item outside the catalog). */
+  token: number;
+  timestampMs: number;
+}
+
+/** One element of a user's history, as stored. */
+export interface StoredEntry {
+  eventId: string;
+  itemId: string;
+  token: number;
+  timestampMs: number;
+  /** Arrival order within the user; breaks timestamp ties. */
+  seq: number;
+  /** Encoding of this element, if any; valid only when `encKey` matches the current version and window. */
+  vector?: Float32Array;
+  encKey?: string;
+}
+
+export interface AppendResult {
+  status: 'accepted' | 'duplicate';
+  seq?: number;
+}
+
+export interface VectorUpdate {
+  seq: number;
+  encKey: string;
+  vector: Float32Array;
+}
+
+export interface MemoryStore {
+  readonly kind: string;
+  ready(): Promise<boolean>;
+  /**
+   * Atomically: checks the idempotency key (per user), inserts the event in (timestamp, arrival) order and drops
+   * the oldest entries beyond `maxHistory`. Resolves only once the event is durable.
+   */
+  append(event: NewEvent, maxHistory: number): Promise<AppendResult>;
+  /** The user's history, oldest first. */
+  read(userId: string): Promise<StoredEntry[]>;
+  /** Stores encodings; updates for entries that no longer exist are ignored. */
+  putVectors(userId: string, updates: VectorUpdate[]): Promise<void>;
+  /** Deletes everything held for the user; resolves to the number of history entries removed. */
+  forget(userId: string): Promise<number>;
+  /** Every user with a history (for the background re-encoder). */
+  users(): AsyncIterable<string>;
+  close(): Promise<void>;
+}
+
+export interface RecommendOutput {
+  /** Item tokens, best first. */
+  tokens: number[];
+  scores: number[];
+}
+
+/** The LLM split at layer L, served by Triton or the local model server. */
+export interface ModelServer {
+  ready(signal?: AbortSignal): Promise<boolean>;
+  /** `query` of llm_lower for each prompt (token lists, unpadded). */
+  encode(prompts: number[][], signal?: AbortSignal): Promise<Float32Array[]>;
+  /** One automr_recommend call; `memory` may be empty (then one masked slot is sent). */
+  recommend(prompt: number[], memory: Float32Array[], signal?: AbortSignal): Promise<RecommendOutput>;
+  close(): void;
+}
+
+/** The AutoMR retriever: scores each memory element for a query. */
+export interface Retriever {
+  score(query: Float32Array, memory: Float32Array[]): Promise<Float32Array>;
+  close(): Promise<void>;
+}

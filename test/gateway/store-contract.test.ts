@@ -1,0 +1,165 @@
+/** One contract, two stores: the embedded LMDB store (temp dir) and Redis at 127.0.0.1:6379 (unique prefix). */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
+import { RedisMemoryStore } from '../../src/gateway/adapters/redis-store.js';
+import type { MemoryStore, NewEvent } from '../../src/gateway/domain/ports.js';
+
+const REDIS_URL = process.env.AUTOMR_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const ev = (userId: string, n: number, ts = 1_000 + n): NewEvent => ({
+  userId,
+  eventId: `e${n}`,
+  itemId: `item-${n}`,
+  token: 3 + n,
+  timestampMs: ts,
+});
+
+function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanup: () => Promise<void> }>) {
+  describe(`MemoryStore contract: ${name}`, () => {
+    let store: MemoryStore;
+    let cleanup: () => Promise<void>;
+    before(async () => {
+      ({ store, cleanup } = await make());
+      assert.equal(await store.ready(), true, `${name} store must be ready`);
+    });
+    after(async () => {
+      await store.close();
+      await cleanup();
+    });
+
+    test('appends in timestamp order, arrival breaks ties, duplicates change nothing', async () => {
+      assert.equal((await store.append(ev('u1', 1, 50), 100)).status, 'accepted');
+      assert.equal((await store.append(ev('u1', 2, 10), 100)).status, 'accepted'); // late event
+      assert.equal((await store.append(ev('u1', 3, 50), 100)).status, 'accepted'); // tie with e1
+      assert.equal((await store.append(ev('u1', 1, 999), 100)).status, 'duplicate');
+      const entries = await store.read('u1');
+      assert.deepEqual(
+        entries.map((e) => [e.eventId, e.timestampMs]),
+        [
+          ['e2', 10],
+          ['e1', 50],
+          ['e3', 50],
+        ],
+      );
+      assert.equal(entries[0]!.itemId, 'item-2');
+      assert.equal(entries[0]!.token, 5);
+      assert.equal(entries[0]!.vector, undefined);
+    });
+
+    test('idempotency keys are per user', async () => {
+      assert.equal((await store.append(ev('u2', 1), 100)).status, 'accepted');
+      assert.equal((await store.append(ev('u3', 1), 100)).status, 'accepted');
+      assert.equal((await store.read('u2')).length, 1);
+    });
+
+    test('history beyond the maximum drops the oldest', async () => {
+      for (let i = 0; i < 8; i++) await store.append(ev('u4', i), 5);
+      const entries = await store.read('u4');
+      assert.deepEqual(
+        entries.map((e) => e.eventId),
+        ['e3', 'e4', 'e5', 'e6', 'e7'],
+      );
+      // An event older than everything retained is dropped at once.
+      await store.append(ev('u4', 100, 1), 5);
+      assert.deepEqual(
+        (await store.read('u4')).map((e) => e.eventId),
+        ['e3', 'e4', 'e5', 'e6', 'e7'],
+      );
+    });
+
+    test('vectors are stored with their key, only for existing entries', async () => {
+      await store.append(ev('u5', 1), 100);
+      await store.append(ev('u5', 2), 100);
+      const [a, b] = await store.read('u5');
+      await store.putVectors('u5', [
+        { seq: a!.seq, encKey: 'v1|1,4', vector: new Float32Array([0.5, -1, 2]) },
+        { seq: 9999, encKey: 'v1|x', vector: new Float32Array([1]) },
+      ]);
+      const [a2, b2] = await store.read('u5');
+      assert.deepEqual([...a2!.vector!], [0.5, -1, 2]);
+      assert.equal(a2!.encKey, 'v1|1,4');
+      assert.equal(b2!.vector, undefined);
+      assert.equal(b!.seq, b2!.seq);
+      assert.equal((await store.read('u5')).length, 2);
+    });
+
+    test('concurrent appends for one user from several streams lose nothing', async () => {
+      const streams = 8;
+      const perStream = 25;
+      await Promise.all(
+        Array.from({ length: streams }, async (_, s) => {
+          for (let i = 0; i < perStream; i++) {
+            const n = s * 1000 + i;
+            // Every event is sent twice, concurrently, as a retrying producer would.
+            const [x, y] = await Promise.all([
+              store.append(ev('u6', n), 10_000),
+              store.append(ev('u6', n), 10_000),
+            ]);
+            assert.deepEqual([x.status, y.status].sort(), ['accepted', 'duplicate']);
+          }
+        }),
+      );
+      const entries = await store.read('u6');
+      assert.equal(entries.length, streams * perStream);
+      assert.equal(new Set(entries.map((e) => e.eventId)).size, streams * perStream);
+      assert.equal(new Set(entries.map((e) => e.seq)).size, streams * perStream);
+    });
+
+    test('forget removes everything; the user may start again', async () => {
+      await store.append(ev('u7', 1), 100);
+      await store.append(ev('u7', 2), 100);
+      const users: string[] = [];
+      for await (const u of store.users()) users.push(u);
+      assert.ok(users.includes('u7'));
+      assert.equal(await store.forget('u7'), 2);
+      assert.deepEqual(await store.read('u7'), []);
+      const after: string[] = [];
+      for await (const u of store.users()) after.push(u);
+      assert.ok(!after.includes('u7'));
+      assert.equal(
+        (await store.append(ev('u7', 1), 100)).status,
+        'accepted',
+        'idempotency keys are forgotten too',
+      );
+      assert.equal(await store.forget('unknown-user'), 0);
+    });
+  });
+}
+
+contract('lmdb', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'automr-lmdb-'));
+  return Promise.resolve({
+    store: new LmdbMemoryStore(dir),
+    cleanup: () => Promise.resolve(rmSync(dir, { recursive: true, force: true })),
+  });
+});
+
+contract('redis', async () => {
+  const prefix = `automr-test-${process.pid}-${Date.now()}`;
+  // Fails (never skips) when Redis is unreachable: CI provides it at 127.0.0.1:6379.
+  const probe = new Redis(REDIS_URL, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  await probe.connect().catch((error: unknown) => {
+    throw new Error(`Redis at ${REDIS_URL} is unreachable; these tests need it`, { cause: error });
+  });
+  return {
+    store: new RedisMemoryStore({ url: REDIS_URL, prefix, idempotencyTtlMs: 60_000 }),
+    cleanup: async () => {
+      let cursor = '0';
+      do {
+        const [next, keys] = await probe.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) await probe.del(...keys);
+      } while (cursor !== '0');
+      await probe.quit();
+    },
+  };
+});
