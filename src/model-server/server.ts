@@ -48,6 +48,8 @@ export interface RunningModelServer {
   address: string;
   port: number;
   ready(): boolean;
+  /** ModelInfer calls being processed now. */
+  inflight(): number;
   /** Stops accepting inference (not ready), waits for in-flight requests up to timeoutMs, shuts down. */
   drain(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -314,6 +316,7 @@ export async function startModelServer(options: ModelServerOptions): Promise<Run
     address,
     port,
     ready: () => ready,
+    inflight: () => inflight,
     drain: (timeoutMs = 10_000) => (closed ??= shutdown(timeoutMs)),
     close: () => {
       if (closed === undefined) {
