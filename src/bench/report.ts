@@ -62,6 +62,8 @@ export interface BenchReport {
   sweep: {
     echo: SweepPoint[];
     recommend: SweepPoint[];
+    /** The model server alone, driven with the gateway's ensemble request. */
+    model_server: SweepPoint[];
     recommend_open_loop: OpenLoopPoint[];
     ingest: IngestFigure[];
   };
@@ -93,7 +95,7 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     model_bytes_per_request: null,
     message_bytes: null,
     targets: [],
-    sweep: { echo: [], recommend: [], recommend_open_loop: [], ingest: [] },
+    sweep: { echo: [], recommend: [], model_server: [], recommend_open_loop: [], ingest: [] },
     profiles: {},
     environment,
     notes: [],
@@ -209,6 +211,22 @@ export function renderMarkdown(report: BenchReport): string {
     ),
     '',
   );
+  if (report.sweep.model_server.length > 0) {
+    out.push('### Model server alone (automr_recommend ModelInfer, closed loop)', '');
+    out.push(
+      table(
+        ['conc', 'rps', 'p50 ms', 'p99 ms', 'errors'],
+        report.sweep.model_server.map((p) => [
+          String(p.concurrency),
+          fmt(p.rps, 0),
+          fmt(p.latency.p50_ms),
+          fmt(p.latency.p99_ms),
+          String(p.errors),
+        ]),
+      ),
+      '',
+    );
+  }
   if (report.sweep.recommend_open_loop.length > 0) {
     out.push('### Recommend, open loop (latency from intended arrival)', '');
     out.push(

@@ -50,7 +50,7 @@ export interface BenchOptions {
   eventsPerUser: number;
 }
 
-export const ALL_SECTIONS = ['echo', 'recommend', 'open', 'ingest', 'retriever', 'memory'] as const;
+export const ALL_SECTIONS = ['echo', 'recommend', 'model', 'open', 'ingest', 'retriever', 'memory'] as const;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -214,16 +214,22 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
     let modelServer: ServerHost | undefined;
     let gateway: ServerHost | undefined;
     const needsGateway = ['recommend', 'open', 'ingest', 'memory'].some(has);
-    if (needsGateway) {
+    if (needsGateway || has('model')) {
       try {
         log('starting the local model server');
         modelServer = await startHost('model-server', { repository: catalog.modelRepository });
-        log(`model server at ${modelServer.address}; starting the gateway (lmdb)`);
+        log(`model server at ${modelServer.address}`);
+      } catch (error) {
+        note(`model server did not start: ${(error as Error).message}`);
+      }
+    }
+    if (needsGateway && modelServer !== undefined) {
+      try {
         gateway = await startHost(
           'gateway',
           gatewayOptions(modelServer.address, await newDataDir(), options),
         );
-        log(`gateway at ${gateway.address}`);
+        log(`gateway (lmdb) at ${gateway.address}`);
       } catch (error) {
         note(`gateway sections skipped: ${(error as Error).message}`);
       }
@@ -335,6 +341,22 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
       if (echo !== undefined) await stopHost(echo);
     }
 
+    // --- the model server alone (same ensemble call the gateway makes), to show what bounds Recommend --
+    if (has('model') && modelServer !== undefined) {
+      const target = modelServerTarget(modelServer.address, await readManifestShape(options.bundleDir));
+      for (const concurrency of [1, 64]) {
+        try {
+          const result = await runner.run(target, closed(concurrency));
+          report.sweep.model_server.push(point(concurrency, result));
+          if (result.errors > 0) note(`model server c=${concurrency}: ${result.errorSamples[0] ?? ''}`);
+          log(`model server alone c=${concurrency}: ${result.rps.toFixed(0)} rps`);
+        } catch (error) {
+          note(`model server floor skipped: ${(error as Error).message}`);
+          break;
+        }
+      }
+    }
+
     // --- open loop: queueing below and at saturation -------------------------------------------------
     const saturation =
       report.sweep.recommend.find((p) => p.concurrency === 64)?.rps ?? report.sweep.recommend.at(-1)?.rps;
@@ -443,6 +465,56 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
   }
   report.environment.loadavg_at_end = loadavg().map((v) => Math.round(v * 100) / 100);
   return finalizeReport(report);
+}
+
+export async function readManifestShape(
+  bundleDir: string,
+): Promise<{ d: number; window: number; ensemble: string; version: string }> {
+  const manifest = JSON.parse(await readFile(join(bundleDir, 'manifest.json'), 'utf8')) as {
+    d_model: number;
+    window: number;
+    models: { ensemble: string; version: string };
+  };
+  return {
+    d: manifest.d_model,
+    window: manifest.window,
+    ensemble: manifest.models.ensemble,
+    version: manifest.models.version,
+  };
+}
+
+/** One automr_recommend ModelInfer with a full prompt (bos + window items) and one memory slot, raw contents. */
+export function modelServerTarget(
+  address: string,
+  shape: { d: number; window: number; ensemble: string; version: string },
+): TargetSpec {
+  const t = shape.window + 1;
+  const ids = new BigInt64Array(t).map((_, i) => BigInt(i === 0 ? 1 : 3 + ((i * 37) % 200)));
+  const mask = new BigInt64Array(t).fill(1n);
+  const memory = new Float32Array(shape.d).map((_, i) => Math.sin(i) * 0.1);
+  const memoryMask = new BigInt64Array([1n]);
+  const raw = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const request = {
+    modelName: shape.ensemble,
+    modelVersion: '',
+    inputs: [
+      { name: 'input_ids', datatype: 'INT64', shape: [1, t] },
+      { name: 'attention_mask', datatype: 'INT64', shape: [1, t] },
+      { name: 'memory', datatype: 'FP32', shape: [1, 1, shape.d] },
+      { name: 'memory_mask', datatype: 'INT64', shape: [1, 1] },
+    ],
+    outputs: [{ name: 'top_ids' }, { name: 'top_scores' }],
+    rawInputContents: [raw(ids), raw(mask), raw(memory), raw(memoryMask)],
+  };
+  return {
+    kind: 'proto',
+    address,
+    protoPath: join(PROTO_ROOT, 'inference/grpc_service.proto'),
+    includeDirs: [PROTO_ROOT],
+    service: 'inference.GRPCInferenceService',
+    method: 'ModelInfer',
+    generator: { kind: 'cycle', requests: [request] },
+  };
 }
 
 function gatewayOptions(
