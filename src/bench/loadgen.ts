@@ -7,7 +7,7 @@
  * start, so queueing behind a saturated server shows up in the percentiles (no coordinated omission).
  */
 import { performance } from 'node:perf_hooks';
-import { createHistogram, encodeHistogram, recordMs } from './histogram.js';
+import { createHistogram, decodeHistogram, encodeHistogram, recordMs } from './histogram.js';
 
 /** What one call reports back, besides success: the server's model-side accounting when it sends one. */
 export interface CallOutcome {
@@ -222,4 +222,45 @@ export async function runOpenLoop(call: UnaryCall, spec: OpenLoopSpec): Promise<
     });
   }
   return collector.result(spec, Math.max(lastEnd, end) - measureStart, true);
+}
+
+function mergeEncoded(parts: (string | undefined)[]): string | undefined {
+  const present = parts.filter((p): p is string => p !== undefined);
+  if (present.length === 0) return undefined;
+  const merged = createHistogram();
+  for (const part of present) merged.add(decodeHistogram(part));
+  return encodeHistogram(merged);
+}
+
+/**
+ * Combines the results of several runs of the same spec (the suite alternates short slices of the floor
+ * and the gateway so that machine-wide drift hits both alike): counts add, histograms merge, and the rate
+ * is total completions over total measured time.
+ */
+export function mergeResults(parts: LoadResult[]): LoadResult {
+  const first = parts[0];
+  if (first === undefined) throw new Error('nothing to merge');
+  const sum = (pick: (r: LoadResult) => number): number => parts.reduce((s, r) => s + pick(r), 0);
+  const elapsedS = sum((r) => r.elapsedS);
+  const completed = sum((r) => r.completed);
+  const serviceLatency = mergeEncoded(parts.map((r) => r.serviceLatency));
+  const overhead = mergeEncoded(parts.map((r) => r.overhead));
+  return {
+    spec: first.spec,
+    completed,
+    finished: sum((r) => r.finished),
+    errors: sum((r) => r.errors),
+    dropped: sum((r) => r.dropped),
+    errorSamples: parts.flatMap((r) => r.errorSamples).slice(0, 5),
+    elapsedS,
+    rps: elapsedS > 0 ? completed / elapsedS : 0,
+    latency: mergeEncoded(parts.map((r) => r.latency)) ?? first.latency,
+    ...(serviceLatency === undefined ? {} : { serviceLatency }),
+    ...(overhead === undefined ? {} : { overhead }),
+    modelCalls: sum((r) => r.modelCalls),
+    modelRequestBytes: sum((r) => r.modelRequestBytes),
+    modelResponseBytes: sum((r) => r.modelResponseBytes),
+    responseBytes: sum((r) => r.responseBytes),
+    accounted: sum((r) => r.accounted),
+  };
 }

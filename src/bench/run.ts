@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { decodeHistogram, summarize } from './histogram.js';
 import { ChildLoadRunner, InProcessLoadRunner, type LoadRunner } from './load-runner.js';
-import type { LoadResult } from './loadgen.js';
+import { mergeResults, type LoadResult } from './loadgen.js';
 import { loadMethod, type TargetSpec } from './grpc-target.js';
 import type { IngestLoadSpec } from './ingest-load.js';
 import {
@@ -45,6 +45,8 @@ export interface BenchOptions {
   redisUrl: string;
   bundleDir: string;
   sections: Set<string>;
+  /** Alternating floor/gateway slices per concurrency (drift on a shared machine hits both alike). */
+  rounds: number;
   /** Users seeded for the Recommend load, and events each. */
   users: number;
   eventsPerUser: number;
@@ -66,6 +68,7 @@ export function defaultOptions(quick: boolean): BenchOptions {
     redisUrl: 'redis://127.0.0.1:6379',
     bundleDir: resolve(REPO_ROOT, 'bundle'),
     sections: new Set(ALL_SECTIONS),
+    rounds: quick ? 3 : 5,
     users: quick ? 200 : 1000,
     eventsPerUser: 20,
   };
@@ -306,30 +309,48 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
               requestBytes: echoSizes.request,
               responseBytes: echoSizes.response,
             };
+      const runRecommend = recommendTarget !== undefined && gateway !== undefined && has('recommend');
       for (const concurrency of options.concurrencies) {
-        if (echoTarget !== undefined) {
-          const result = await runner.run(echoTarget, closed(concurrency));
+        // Alternate short slices of the floor and the gateway (one warmup each, then `rounds` slices).
+        const rounds = options.rounds;
+        const slice = { ...closed(concurrency), durationMs: Math.round(options.durationMs / rounds) };
+        const echoParts: LoadResult[] = [];
+        const recParts: LoadResult[] = [];
+        let modelBefore = gateway === undefined || !runRecommend ? undefined : await gateway.stats();
+        for (let round = 0; round < rounds; round += 1) {
+          const spec = round === 0 ? slice : { ...slice, warmupMs: 0 };
+          if (echoTarget !== undefined) echoParts.push(await runner.run(echoTarget, spec));
+          if (runRecommend && recommendTarget !== undefined) {
+            if (round === 0 && gateway !== undefined) modelBefore = await gateway.stats();
+            recParts.push(await runner.run(recommendTarget, spec));
+          }
+        }
+        if (echoParts.length > 0) {
+          const result = mergeResults(echoParts);
           report.sweep.echo.push(point(concurrency, result));
           log(`echo c=${concurrency}: ${result.rps.toFixed(0)} rps`);
         }
-        if (recommendTarget !== undefined && gateway !== undefined && has('recommend')) {
-          const before = await gateway.stats();
-          const result = await runner.run(recommendTarget, closed(concurrency));
-          const after = await gateway.stats();
+        if (recParts.length > 0 && gateway !== undefined && modelBefore !== undefined) {
+          const modelAfter = await gateway.stats();
+          const result = mergeResults(recParts);
           const sweep = point(concurrency, result);
           report.sweep.recommend.push(sweep);
           if (result.errors > 0)
             note(`Recommend c=${concurrency}: ${result.errors} errors, e.g. ${result.errorSamples[0] ?? ''}`);
-          const calls = after.modelCalls - before.modelCalls;
+          const calls = modelAfter.modelCalls - modelBefore.modelCalls;
           if (
             (concurrency === 64 || report.model_bytes_per_request === null) &&
             calls > 0 &&
             result.finished > 0
           ) {
-            // Host counters cover the whole run, warmup included, as does `finished`.
+            // Host counters cover every slice, warmup included, as does `finished`.
             report.model_bytes_per_request = {
-              request: Math.round((after.modelRequestBytes - before.modelRequestBytes) / result.finished),
-              response: Math.round((after.modelResponseBytes - before.modelResponseBytes) / result.finished),
+              request: Math.round(
+                (modelAfter.modelRequestBytes - modelBefore.modelRequestBytes) / result.finished,
+              ),
+              response: Math.round(
+                (modelAfter.modelResponseBytes - modelBefore.modelResponseBytes) / result.finished,
+              ),
               calls: Math.round((calls / result.finished) * 100) / 100,
             };
           }

@@ -18,6 +18,7 @@ const HELP = `Usage: npm run bench -- [options]
   --duration-ms N         measured time per point (default 10000, quick 3000)
   --warmup-ms N           warmup per point (default 2000, quick 1000)
   --users N               users seeded for the Recommend load
+  --rounds N              alternating echo/gateway slices per concurrency (default 5, quick 3)
   --loadgen child|inprocess  where the load generator runs (default child)
   --profile               also profile the gateway at saturation (node --cpu-prof)
   --profile-dir DIR       where profiles go (default out/profiles)
@@ -43,6 +44,7 @@ async function main(): Promise<number> {
       'duration-ms': { type: 'string' },
       'warmup-ms': { type: 'string' },
       users: { type: 'string' },
+      rounds: { type: 'string' },
       loadgen: { type: 'string' },
       profile: { type: 'boolean', default: false },
       'profile-dir': { type: 'string' },
@@ -75,6 +77,7 @@ async function main(): Promise<number> {
   if (values['duration-ms'] !== undefined)
     options.durationMs = list(values['duration-ms'])[0] ?? options.durationMs;
   if (values['warmup-ms'] !== undefined) options.warmupMs = Number(values['warmup-ms']);
+  if (values.rounds !== undefined) options.rounds = list(values.rounds)[0] ?? options.rounds;
   if (values.users !== undefined) options.users = list(values.users)[0] ?? options.users;
   if (values.loadgen !== undefined) {
     if (values.loadgen !== 'child' && values.loadgen !== 'inprocess')

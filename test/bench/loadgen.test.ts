@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { startEchoServer } from '../../src/bench/echo-server.js';
 import { openTarget } from '../../src/bench/grpc-target.js';
 import { decodeHistogram, summarize } from '../../src/bench/histogram.js';
-import { runClosedLoop, runOpenLoop, type CallOutcome } from '../../src/bench/loadgen.js';
+import { mergeResults, runClosedLoop, runOpenLoop, type CallOutcome } from '../../src/bench/loadgen.js';
 import { ChildLoadRunner } from '../../src/bench/load-runner.js';
 
 void test('closed loop against the echo floor: every call succeeds and is recorded', async () => {
@@ -91,4 +91,15 @@ void test('the child-process load generator returns the same result shape over I
     await runner.close();
     await server.close();
   }
+});
+
+void test('mergeResults adds counts, merges histograms and recomputes the rate over the total time', async () => {
+  const fast = (): Promise<CallOutcome> => Promise.resolve({ modelNs: 1000 });
+  const a = await runClosedLoop(fast, { type: 'closed', concurrency: 1, warmupMs: 0, durationMs: 50 });
+  const b = await runClosedLoop(fast, { type: 'closed', concurrency: 2, warmupMs: 0, durationMs: 50 });
+  const merged = mergeResults([a, b]);
+  assert.equal(merged.completed, a.completed + b.completed);
+  assert.equal(summarize(decodeHistogram(merged.latency)).count, a.completed + b.completed);
+  assert.equal(summarize(decodeHistogram(merged.overhead!)).count, a.accounted + b.accounted);
+  assert.ok(Math.abs(merged.rps - merged.completed / (a.elapsedS + b.elapsedS)) < 1e-9);
 });
