@@ -22,6 +22,7 @@ Options (environment variable in brackets):
   --max-message-bytes N    max gRPC message size       [AUTOMR_MODEL_SERVER_MAX_MESSAGE_BYTES, default 67108864]
   --intra-op-threads N     onnxruntime intra-op threads per session [AUTOMR_ORT_INTRA_OP_THREADS, default 1]
   --inter-op-threads N     onnxruntime inter-op threads per session [AUTOMR_ORT_INTER_OP_THREADS, default 1]
+  --ort-in-worker BOOL     run each ONNX session in a worker thread [AUTOMR_ORT_IN_WORKER, default true]
   --drain-timeout-ms N     bound on finishing in-flight requests at SIGTERM [AUTOMR_DRAIN_TIMEOUT_MS, default 10000]
   -h, --help               this text
 Tracing: the incoming W3C traceparent is continued; set OTEL_TRACES_EXPORTER=console to print spans.`;
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     'intra-op-threads': { type: 'string' },
     'inter-op-threads': { type: 'string' },
     'drain-timeout-ms': { type: 'string' },
+    'ort-in-worker': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -51,6 +53,7 @@ const Config = z.object({
   intraOpThreads: z.coerce.number().int().min(1).max(64),
   interOpThreads: z.coerce.number().int().min(1).max(64),
   drainTimeoutMs: z.coerce.number().int().min(0),
+  ortInWorker: z.enum(['true', 'false']).transform((v) => v === 'true'),
 });
 const parsed = Config.safeParse({
   repository: values.repository ?? env.AUTOMR_MODEL_REPOSITORY ?? './triton-models',
@@ -60,6 +63,7 @@ const parsed = Config.safeParse({
   intraOpThreads: values['intra-op-threads'] ?? env.AUTOMR_ORT_INTRA_OP_THREADS ?? 1,
   interOpThreads: values['inter-op-threads'] ?? env.AUTOMR_ORT_INTER_OP_THREADS ?? 1,
   drainTimeoutMs: values['drain-timeout-ms'] ?? env.AUTOMR_DRAIN_TIMEOUT_MS ?? 10_000,
+  ortInWorker: values['ort-in-worker'] ?? env.AUTOMR_ORT_IN_WORKER ?? 'true',
 });
 if (!parsed.success) {
   console.error(`invalid configuration: ${parsed.error.message}\n\n${HELP}`);
@@ -83,6 +87,7 @@ try {
     maxMessageBytes: config.maxMessageBytes,
     intraOpThreads: config.intraOpThreads,
     interOpThreads: config.interOpThreads,
+    sessionsInWorkers: config.ortInWorker,
   });
   let stopping = false;
   const stop = (signal: string): void => {

@@ -3,9 +3,16 @@
  * model's config.pbtxt the way Triton's onnxruntime backend checks it (names, datatypes, rank including
  * the implicit batch dimension, fixed dims).
  */
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { AppError } from '../shared/errors.js';
 import type { Tensor, TensorData, TritonDatatype } from '../triton/tensor.js';
+import {
+  inProcessSession,
+  workerSession,
+  type PlainTensor,
+  type SessionPort,
+  type ValueMetadata,
+} from './ort-session.js';
 import { refuse, type RepositoryModel, type TensorSpec } from './repository.js';
 
 export interface OnnxThreadOptions {
@@ -13,6 +20,8 @@ export interface OnnxThreadOptions {
   intraOpThreads: number;
   /** Threads for running independent graph branches; 1 with sequential execution. */
   interOpThreads: number;
+  /** Run the session in a worker thread (default) so the event loop is not blocked while it computes. */
+  inWorker: boolean;
 }
 
 const TO_ORT: Partial<Record<TritonDatatype, ort.Tensor.Type>> = {
@@ -43,7 +52,7 @@ function checkAgainstModel(
   model: RepositoryModel,
   kind: 'input' | 'output',
   specs: TensorSpec[],
-  metadata: readonly ort.InferenceSession.ValueMetadata[],
+  metadata: readonly ValueMetadata[],
 ): void {
   const batched = model.config.max_batch_size > 0;
   for (const spec of specs) {
@@ -62,9 +71,10 @@ function checkAgainstModel(
         `unexpected datatype TYPE_${spec.datatype} for ${kind} '${spec.name}', model provides ${meta.type}`,
       );
     }
-    if (meta.shape.length === 0) continue; // shape unknown to the model: nothing to compare
+    const modelShape = meta.shape ?? [];
+    if (modelShape.length === 0) continue; // shape unknown to the model: nothing to compare
     const configured = fullShape(spec, batched);
-    const modelDims = meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+    const modelDims = modelShape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
     const agree =
       modelDims.length === configured.length &&
       configured.every((d, i) => modelDims[i] === -1 || modelDims[i] === d);
@@ -72,7 +82,7 @@ function checkAgainstModel(
       throw refuse(
         model.name,
         `model '${model.name}', tensor '${spec.name}': the model expects ${modelDims.length} dimensions ` +
-          `(shape ${describeShape(meta.shape)}) but the model configuration specifies ${configured.length} dimensions ` +
+          `(shape ${describeShape(modelShape)}) but the model configuration specifies ${configured.length} dimensions ` +
           (batched
             ? `(an initial batch dimension because max_batch_size > 0 followed by the explicit tensor shape, making complete shape ${describeShape(configured)})`
             : `(shape ${describeShape(configured)})`),
@@ -93,7 +103,7 @@ function checkAgainstModel(
 
 export class OnnxExecutor {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: SessionPort,
     private readonly outputs: TensorSpec[],
   ) {}
 
@@ -110,14 +120,9 @@ export class OnnxExecutor {
         );
       }
     }
-    let session: ort.InferenceSession;
+    let session: SessionPort;
     try {
-      session = await ort.InferenceSession.create(modelFile, {
-        intraOpNumThreads: threads.intraOpThreads,
-        interOpNumThreads: threads.interOpThreads,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-      });
+      session = await (threads.inWorker ? workerSession : inProcessSession)(modelFile, threads);
     } catch (error) {
       throw refuse(model.name, `onnxruntime could not load '${modelFile}': ${(error as Error).message}`);
     }
@@ -133,13 +138,13 @@ export class OnnxExecutor {
 
   /** Runs the session on whole (possibly batched) inputs and returns every configured output. */
   async run(inputs: Map<string, Tensor>): Promise<Map<string, Tensor>> {
-    const feeds: Record<string, ort.Tensor> = {};
+    const feeds: Record<string, PlainTensor> = {};
     for (const [name, t] of inputs) {
       const type = TO_ORT[t.datatype]!;
       const data = Array.isArray(t.data) ? t.data.map((b) => b.toString('utf8')) : t.data;
-      feeds[name] = new ort.Tensor(type, data, t.shape);
+      feeds[name] = { type, data, dims: t.shape };
     }
-    let results: ort.InferenceSession.ReturnType;
+    let results: Record<string, PlainTensor>;
     try {
       results = await this.session.run(
         feeds,

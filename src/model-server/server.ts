@@ -42,6 +42,8 @@ export interface ModelServerOptions {
   intraOpThreads?: number;
   /** onnxruntime inter-op threads per session (default 1, sequential execution). */
   interOpThreads?: number;
+  /** Run each ONNX session in a worker thread (default true; see docs/MODEL_SERVER.md). */
+  sessionsInWorkers?: boolean;
 }
 
 export interface RunningModelServer {
@@ -108,7 +110,11 @@ export async function startModelServer(options: ModelServerOptions): Promise<Run
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const registry = await ModelRegistry.load(
     options.repository,
-    { intraOpThreads: options.intraOpThreads ?? 1, interOpThreads: options.interOpThreads ?? 1 },
+    {
+      intraOpThreads: options.intraOpThreads ?? 1,
+      interOpThreads: options.interOpThreads ?? 1,
+      inWorker: options.sessionsInWorkers ?? true,
+    },
     logger,
   );
 

@@ -149,3 +149,17 @@ void test('the ensemble equals lower then upper, and the client trace continues 
   assert.equal(executions.length, 2);
   assert.ok(executions.every((s) => typeof s.attributes['triton.batch.size'] === 'number'));
 });
+
+void test('sessions in the main thread give the same numbers as sessions in worker threads', async () => {
+  const inProcess = await startModelServer({ repository: MODEL_REPOSITORY, sessionsInWorkers: false });
+  const other = new TritonClient({ address: inProcess.address, defaultDeadlineMs: 20_000 });
+  try {
+    const { ids, mask } = prompt(2, 7, 11);
+    const a = await client.infer({ model: 'llm_lower', inputs: [ids, mask] });
+    const b = await other.infer({ model: 'llm_lower', inputs: [ids, mask] });
+    assert.deepEqual(b.outputs.get('hidden')!.data, a.outputs.get('hidden')!.data);
+  } finally {
+    other.close();
+    await inProcess.close();
+  }
+});
