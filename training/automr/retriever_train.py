@@ -133,3 +133,30 @@ def train_retriever(
     ret.load_state_dict(best_state)
     ret.eval()
     return ret, info
+
+
+def train_default_retriever(
+    model,
+    prep,
+    delta: str = "logp",
+    tau: float = 0.3,
+    max_train_samples: int | None = 12000,
+    cfg: RetrieverConfig | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> Retriever:
+    """Memory -> Eq. 5 labels on (a seeded subsample of) the training split -> KL-trained retriever with early
+    stopping on validation Recall@1. For `npm run bundle`; `npm run eval` additionally searches delta/tau."""
+    from .labels import make_labels, score_memory
+    from .memory import build_memory, sample_view
+
+    mem = build_memory(model, prep, progress=progress)
+    train_rows = prep.splits["train"]
+    if max_train_samples is not None and len(train_rows) > max_train_samples:
+        rng = np.random.default_rng(seed)
+        train_rows = train_rows[np.sort(rng.choice(len(train_rows), max_train_samples, replace=False))]
+    tv, vv = sample_view(mem, train_rows), sample_view(mem, prep.splits["valid"])
+    ts = score_memory(model, prep, mem, tv, progress=progress, desc="labels train")
+    vs = score_memory(model, prep, mem, vv, progress=progress, desc="labels valid")
+    ret, _ = train_retriever(mem, tv, make_labels(ts, delta, tau), vv, vs, cfg or RetrieverConfig(seed=seed), log=lambda *_: None)
+    return ret
