@@ -14,6 +14,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
+import { pino } from 'pino';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { startModelServer } from '../../src/model-server/server.js';
@@ -228,6 +229,49 @@ void test('a port with nothing listening is retried until the server appears', a
   } finally {
     client.close();
     await (await started).close();
+  }
+});
+
+void test('inference is retried when the connection was never established, once it is', async () => {
+  const port = await freePort();
+  const start = async (): Promise<Server> => {
+    const s = new Server();
+    s.addService(loadInferenceProto().inference.GRPCInferenceService.service, handlers);
+    await new Promise<number>((resolve, reject) =>
+      s.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
+    return s;
+  };
+  const first = await start();
+  const lines: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+  const client = new TritonClient({
+    address: `127.0.0.1:${port}`,
+    maxRetries: 30,
+    retryBaseMs: 50,
+    defaultDeadlineMs: 20_000,
+    logger,
+  });
+  try {
+    await client.modelMetadata('m');
+    first.forceShutdown();
+    reset('ok');
+    const second = new Promise((r) => setTimeout(r, 300)).then(start);
+    try {
+      const res = await client.infer({ model: 'm', inputs: [x] });
+      assert.deepEqual([...(res.outputs.get('y')!.data as Float32Array)], [1.5, -2]);
+      assert.equal(calls.ModelInfer, 1, 'the server saw the request exactly once');
+      assert.ok(
+        lines.some((l) => l.includes('"method":"ModelInfer"') && l.includes('retrying Triton call')),
+        'the first attempt failed before sending and was retried',
+      );
+    } finally {
+      (await second).forceShutdown();
+    }
+  } finally {
+    client.close();
   }
 });
 
