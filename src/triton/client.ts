@@ -167,8 +167,7 @@ export class TritonClient {
     const count = Math.max(1, options.channels ?? 2);
     this.pool = Array.from(
       { length: count },
-      () =>
-        new Ctor(options.address, credentials.createInsecure(), channelOptions),
+      () => new Ctor(options.address, credentials.createInsecure(), channelOptions),
     );
   }
 
