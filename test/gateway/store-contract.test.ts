@@ -20,7 +20,7 @@ const ev = (userId: string, n: number, ts = 1_000 + n): NewEvent => ({
 });
 
 function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanup: () => Promise<void> }>) {
-  describe(`MemoryStore contract: ${name}`, () => {
+  void describe(`MemoryStore contract: ${name}`, () => {
     let store: MemoryStore;
     let cleanup: () => Promise<void>;
     before(async () => {
@@ -32,7 +32,7 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       await cleanup();
     });
 
-    test('appends in timestamp order, arrival breaks ties, duplicates change nothing', async () => {
+    void test('appends in timestamp order, arrival breaks ties, duplicates change nothing', async () => {
       assert.equal((await store.append(ev('u1', 1, 50), 100)).status, 'accepted');
       assert.equal((await store.append(ev('u1', 2, 10), 100)).status, 'accepted'); // late event
       assert.equal((await store.append(ev('u1', 3, 50), 100)).status, 'accepted'); // tie with e1
@@ -51,13 +51,13 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       assert.equal(entries[0]!.vector, undefined);
     });
 
-    test('idempotency keys are per user', async () => {
+    void test('idempotency keys are per user', async () => {
       assert.equal((await store.append(ev('u2', 1), 100)).status, 'accepted');
       assert.equal((await store.append(ev('u3', 1), 100)).status, 'accepted');
       assert.equal((await store.read('u2')).length, 1);
     });
 
-    test('history beyond the maximum drops the oldest', async () => {
+    void test('history beyond the maximum drops the oldest', async () => {
       for (let i = 0; i < 8; i++) await store.append(ev('u4', i), 5);
       const entries = await store.read('u4');
       assert.deepEqual(
@@ -72,7 +72,7 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       );
     });
 
-    test('vectors are stored with their key, only for existing entries', async () => {
+    void test('vectors are stored with their key, only for existing entries', async () => {
       await store.append(ev('u5', 1), 100);
       await store.append(ev('u5', 2), 100);
       const [a, b] = await store.read('u5');
@@ -88,7 +88,7 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       assert.equal((await store.read('u5')).length, 2);
     });
 
-    test('concurrent appends for one user from several streams lose nothing', async () => {
+    void test('concurrent appends for one user from several streams lose nothing', async () => {
       const streams = 8;
       const perStream = 25;
       await Promise.all(
@@ -110,7 +110,7 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       assert.equal(new Set(entries.map((e) => e.seq)).size, streams * perStream);
     });
 
-    test('forget removes everything; the user may start again', async () => {
+    void test('forget removes everything; the user may start again', async () => {
       await store.append(ev('u7', 1), 100);
       await store.append(ev('u7', 2), 100);
       const users: string[] = [];
@@ -131,7 +131,7 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
   });
 }
 
-contract('lmdb', () => {
+void contract('lmdb', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'automr-lmdb-'));
   return Promise.resolve({
     store: new LmdbMemoryStore(dir),
@@ -139,7 +139,7 @@ contract('lmdb', () => {
   });
 });
 
-contract('redis', async () => {
+void contract('redis', async () => {
   const prefix = `automr-test-${process.pid}-${Date.now()}`;
   // Fails (never skips) when Redis is unreachable: CI provides it at 127.0.0.1:6379.
   const probe = new Redis(REDIS_URL, {

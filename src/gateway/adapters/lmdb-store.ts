@@ -45,9 +45,9 @@ export class LmdbMemoryStore implements MemoryStore {
   async append(event: NewEvent, maxHistory: number): Promise<AppendResult> {
     this.assertOpen();
     const { userId: u } = event;
-    const result = await this.locks.run(u, async () => {
+    const result = await this.locks.run<AppendResult>(u, async () => {
       const idemKey: Key = ['i', u, event.eventId];
-      if (this.db.get(idemKey) !== undefined) return { status: 'duplicate' } as AppendResult;
+      if (this.db.get(idemKey) !== undefined) return { status: 'duplicate' };
       const seq = ((this.db.get(['c', u]) as number | undefined) ?? 0) + 1;
       const existing = this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] });
       const drop = existing + 1 - maxHistory;
@@ -67,7 +67,7 @@ export class LmdbMemoryStore implements MemoryStore {
           for (const key of keys.slice(0, drop)) void this.db.remove(key);
         }
       });
-      return (written ? { status: 'accepted', seq } : { status: 'duplicate' }) as AppendResult;
+      return written ? { status: 'accepted', seq } : { status: 'duplicate' };
     });
     await this.db.flushed;
     return result;

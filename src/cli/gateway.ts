@@ -1,0 +1,61 @@
+/**
+ * `automr-gateway`: starts telemetry and the gateway from flags + AUTOMR_* environment, prints where it
+ * listens, and drains on SIGTERM/SIGINT (health NOT_SERVING, in-flight calls finish within the bound, stores
+ * flushed, exit 0).
+ */
+import { AppError } from '../shared/errors.js';
+import { createLogger } from '../shared/logger.js';
+import { configHelp, loadConfig } from '../gateway/config.js';
+import { startGateway } from '../gateway/server.js';
+import { startTelemetry } from '../telemetry/otel.js';
+
+let parsed;
+try {
+  parsed = loadConfig(process.argv.slice(2));
+} catch (error) {
+  console.error(`automr-gateway: ${error instanceof AppError ? error.message : String(error)}`);
+  process.exit(2);
+}
+if (parsed.help || parsed.config === undefined) {
+  console.log(configHelp());
+  process.exit(0);
+}
+const config = parsed.config;
+const logger = createLogger({ name: 'automr-gateway', level: config.logLevel });
+
+try {
+  const telemetry = await startTelemetry({ serviceName: 'automr-gateway', metricsPort: config.metricsPort });
+  const gateway = await startGateway(config, { logger });
+  console.log(
+    `automr gateway listening on ${gateway.address} (store ${config.memoryStore}, model server ${config.modelServer}, bundle ${gateway.bundle.modelVersion})` +
+      (config.metricsPort > 0 ? `; metrics on :${config.metricsPort}/metrics` : ''),
+  );
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining');
+    const hardStop = setTimeout(() => {
+      logger.error('drain did not finish in time; exiting');
+      process.exit(1);
+    }, config.drainTimeoutMs + 10_000);
+    hardStop.unref();
+    gateway
+      .drain()
+      .then(() => telemetry.shutdown())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+} catch (error) {
+  const message = error instanceof AppError ? error.message : String(error);
+  logger.error({ err: error }, 'gateway failed to start');
+  console.error(`automr-gateway: ${message}`);
+  process.exit(1);
+}

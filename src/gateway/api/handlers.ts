@@ -1,0 +1,211 @@
+/**
+ * Thin gRPC handlers for automr.v1.Recommender: protocol ↔ domain, errors → status via the shared mapper.
+ * Each call is tracked so that drain can wait for in-flight work.
+ */
+import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import type {
+  Metadata,
+  ServerDuplexStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+  sendUnaryData,
+} from '@grpc/grpc-js';
+import { AppError, toAppError } from '../../shared/errors.js';
+import { toGrpcStatus, toServiceError } from '../../shared/grpc-status.js';
+import type { Logger } from '../../shared/logger.js';
+import { extractContext, tracer } from '../../telemetry/otel.js';
+import type { GatewayMetrics } from '../../telemetry/metrics.js';
+import type { RecommenderHandlers } from '../../generated/automr/v1/Recommender.js';
+import type { IngestRequest__Output } from '../../generated/automr/v1/IngestRequest.js';
+import type { IngestAck } from '../../generated/automr/v1/IngestAck.js';
+import type { RecommendRequest__Output } from '../../generated/automr/v1/RecommendRequest.js';
+import type { RecommendResponse } from '../../generated/automr/v1/RecommendResponse.js';
+import type { GetMemoryRequest__Output } from '../../generated/automr/v1/GetMemoryRequest.js';
+import type { GetMemoryResponse } from '../../generated/automr/v1/GetMemoryResponse.js';
+import type { ForgetUserRequest__Output } from '../../generated/automr/v1/ForgetUserRequest.js';
+import type { ForgetUserResponse } from '../../generated/automr/v1/ForgetUserResponse.js';
+import type { IngestService } from '../domain/ingest.js';
+import type { RecommendService } from '../domain/recommend.js';
+
+/** Most events of one stream being stored at once; beyond it the stream is paused (back-pressure). */
+const INGEST_WINDOW = 256;
+
+export interface HandlerDeps {
+  ingest: IngestService;
+  recommend: RecommendService;
+  logger: Logger;
+  metrics?: GatewayMetrics;
+  /** Refuses new calls while draining. */
+  draining: () => boolean;
+}
+
+function headersOf(metadata: Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadata.getMap())) if (typeof v === 'string') out[k] = v;
+  return out;
+}
+
+function signalOf(call: {
+  on(event: 'cancelled', fn: () => void): unknown;
+  getDeadline(): Date | number;
+}): AbortSignal {
+  const controller = new AbortController();
+  call.on('cancelled', () => controller.abort(new AppError('CANCELLED', 'client cancelled the call')));
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  if (Number.isFinite(ms) && ms > 0) {
+    const timer = setTimeout(
+      () => controller.abort(new AppError('DEADLINE_EXCEEDED', 'deadline exceeded')),
+      Math.max(0, ms - Date.now()),
+    );
+    timer.unref();
+    controller.signal.addEventListener('abort', () => clearTimeout(timer));
+  }
+  return controller.signal;
+}
+
+const DRAINING = () =>
+  new AppError('UNAVAILABLE', 'gateway is shutting down; retry on another instance', { retryable: true });
+
+export function createHandlers(d: HandlerDeps): RecommenderHandlers {
+  const observe = (method: string, started: number, error?: unknown) => {
+    const code = error === undefined ? 'OK' : toAppError(error).code;
+    d.metrics?.requestDuration.record(performance.now() - started, { method, code });
+    if (error !== undefined && toAppError(error).code === 'INTERNAL')
+      d.logger.error({ err: error, method }, 'request failed');
+  };
+
+  /** Runs a unary handler in a server span continuing the caller's trace. */
+  function unary<Req, Res>(method: string, work: (req: Req) => Promise<Res>) {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      const started = performance.now();
+      if (d.draining()) return callback(toServiceError(DRAINING()));
+      const parent = extractContext(headersOf(call.metadata));
+      tracer().startActiveSpan(method, { kind: SpanKind.SERVER }, parent, (span) => {
+        work(call.request).then(
+          (res) => {
+            span.end();
+            observe(method, started);
+            callback(null, res);
+          },
+          (error: unknown) => {
+            span.setStatus({ code: SpanStatusCode.ERROR, message: toAppError(error).message });
+            span.end();
+            observe(method, started, error);
+            callback(toServiceError(error));
+          },
+        );
+      });
+    };
+  }
+
+  return {
+    Ingest(call: ServerDuplexStream<IngestRequest__Output, IngestAck>) {
+      const started = performance.now();
+      if (d.draining()) {
+        call.emit('error', toServiceError(DRAINING()));
+        return;
+      }
+      const parent = extractContext(headersOf(call.metadata));
+      let inFlight = 0;
+      let ended = false;
+      let failed = false;
+      const finishIfDone = () => {
+        if (ended && inFlight === 0 && !failed) {
+          observe('Ingest', started);
+          call.end();
+        }
+      };
+      call.on('data', (req: IngestRequest__Output) => {
+        if (failed) return;
+        inFlight++;
+        if (inFlight >= INGEST_WINDOW) call.pause();
+        context
+          .with(parent, () => d.ingest.ingest(req))
+          .then(
+            (ack) => {
+              if (failed) return;
+              const msg: IngestAck = {
+                event_id: ack.eventId,
+                status: ack.status,
+                message: ack.message,
+                unknown_item: ack.unknownItem,
+              };
+              call.write(msg);
+            },
+            (error: unknown) => {
+              if (failed) return;
+              failed = true;
+              observe('Ingest', started, error);
+              d.logger.warn({ err: toAppError(error).message }, 'ingest stream failed');
+              call.emit('error', toGrpcStatus(error));
+            },
+          )
+          .finally(() => {
+            inFlight--;
+            if (inFlight < INGEST_WINDOW) call.resume();
+            finishIfDone();
+          });
+      });
+      call.on('end', () => {
+        ended = true;
+        finishIfDone();
+      });
+      call.on('error', () => {
+        failed = true;
+      });
+    },
+
+    Recommend(call: ServerWritableStream<RecommendRequest__Output, RecommendResponse>) {
+      const started = performance.now();
+      if (d.draining()) {
+        call.emit('error', toServiceError(DRAINING()));
+        return;
+      }
+      const signal = signalOf(call);
+      const parent = extractContext(headersOf(call.metadata));
+      const write = (msg: RecommendResponse) =>
+        new Promise<void>((resolve) => {
+          if (call.write(msg)) resolve();
+          else call.once('drain', () => resolve());
+        });
+      tracer().startActiveSpan(
+        'Recommend',
+        { kind: SpanKind.SERVER, attributes: { 'rpc.service': 'automr.v1.Recommender' } },
+        parent,
+        (span) => {
+          d.recommend
+            .recommend(
+              call.request,
+              {
+                items: (batch) => write({ items: { items: batch } }),
+                summary: (summary) => write({ summary }),
+              },
+              signal,
+            )
+            .then(
+              () => {
+                span.end();
+                observe('Recommend', started);
+                call.end();
+              },
+              (error: unknown) => {
+                span.setStatus({ code: SpanStatusCode.ERROR, message: toAppError(error).message });
+                span.end();
+                observe('Recommend', started, error);
+                call.emit('error', toGrpcStatus(error));
+              },
+            );
+        },
+      );
+    },
+
+    GetMemory: unary<GetMemoryRequest__Output, GetMemoryResponse>('GetMemory', async (req) => ({
+      entries: await d.recommend.getMemory(req),
+    })),
+
+    ForgetUser: unary<ForgetUserRequest__Output, ForgetUserResponse>('ForgetUser', async (req) => ({
+      removed: await d.recommend.forget(req),
+    })),
+  };
+}

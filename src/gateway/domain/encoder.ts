@@ -1,0 +1,182 @@
+/**
+ * Encodes memory elements. Prompts from concurrent events are gathered into one llm_lower call (up to
+ * `batchSize`, flushed on the next event-loop turn); each user has at most one encoding job at a time that
+ * re-reads the stored history, so late events and bundle changes are handled by the same code path. Failures
+ * are retried with capped exponential backoff: raw events are already durable, so nothing is lost meanwhile.
+ */
+import { context, type Context } from '@opentelemetry/api';
+import { toAppError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logger.js';
+import { inSpan } from '../../telemetry/otel.js';
+import type { GatewayMetrics } from '../../telemetry/metrics.js';
+import { staleElements, type MemoryModel } from './memory.js';
+import type { MemoryStore, ModelServer } from './ports.js';
+
+interface Pending {
+  prompt: number[];
+  resolve: (v: Float32Array) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface EncoderOptions {
+  store: MemoryStore;
+  modelServer: ModelServer;
+  model: MemoryModel;
+  batchSize: number;
+  logger: Logger;
+  metrics?: GatewayMetrics;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+}
+
+export class Encoder {
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  private readonly dirty = new Map<string, Context>();
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  private readonly attempts = new Map<string, number>();
+  private stopped = false;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly o: EncoderOptions) {}
+
+  /** Encodes prompts, batched with those of concurrent callers. */
+  encodePrompts(prompts: number[][]): Promise<Float32Array[]> {
+    return Promise.all(
+      prompts.map(
+        (prompt) =>
+          new Promise<Float32Array>((resolve, reject) => {
+            this.queue.push({ prompt, resolve, reject });
+            if (this.queue.length >= this.o.batchSize) this.flush();
+            else if (!this.flushScheduled) {
+              this.flushScheduled = true;
+              setImmediate(() => this.flush());
+            }
+          }),
+      ),
+    );
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.o.batchSize);
+      const started = performance.now();
+      this.o.modelServer
+        .encode(
+          batch.map((p) => p.prompt),
+          this.abort.signal,
+        )
+        .then(
+          (vectors) => {
+            this.o.metrics?.stageDuration.record(performance.now() - started, { stage: 'encode.batch' });
+            batch.forEach((p, i) => p.resolve(vectors[i] as Float32Array));
+          },
+          (error: unknown) => batch.forEach((p) => p.reject(error)),
+        );
+    }
+  }
+
+  /** Marks a user's memory for (re-)encoding; the job runs in the trace context of the caller. */
+  schedule(userId: string): void {
+    if (this.stopped) return;
+    if (!this.dirty.has(userId) && !this.running.has(userId)) this.o.metrics?.encodeBacklog.add(1);
+    this.dirty.set(userId, context.active());
+    if (!this.running.has(userId)) this.start(userId);
+  }
+
+  private start(userId: string): void {
+    const job = this.run(userId).finally(() => {
+      this.running.delete(userId);
+      if (this.dirty.has(userId) && !this.stopped) this.start(userId);
+      else this.o.metrics?.encodeBacklog.add(-1);
+    });
+    this.running.set(userId, job);
+  }
+
+  private async run(userId: string): Promise<void> {
+    while (this.dirty.has(userId) && !this.stopped) {
+      const ctx = this.dirty.get(userId) as Context;
+      this.dirty.delete(userId);
+      try {
+        await context.with(ctx, () =>
+          inSpan('encode', async (span) => {
+            const entries = await this.o.store.read(userId);
+            const jobs = staleElements(entries, this.o.model);
+            span.setAttribute('automr.encode.elements', jobs.length);
+            if (jobs.length === 0) return;
+            const vectors = await this.encodePrompts(jobs.map((j) => j.prompt));
+            await inSpan('memory.write', () =>
+              this.o.store.putVectors(
+                userId,
+                jobs.map((j, i) => ({ seq: j.seq, encKey: j.encKey, vector: vectors[i] as Float32Array })),
+              ),
+            );
+          }),
+        );
+        this.attempts.delete(userId);
+      } catch (error) {
+        if (this.stopped) return;
+        const attempt = (this.attempts.get(userId) ?? 0) + 1;
+        this.attempts.set(userId, attempt);
+        const delay = Math.min(this.o.retryMaxMs ?? 30_000, (this.o.retryBaseMs ?? 100) * 2 ** (attempt - 1));
+        this.o.logger.warn(
+          { user: userId, attempt, delayMs: delay, err: toAppError(error).message },
+          'encoding failed; will retry',
+        );
+        const timer = setTimeout(() => {
+          this.retryTimers.delete(userId);
+          this.schedule(userId);
+        }, delay);
+        this.retryTimers.set(userId, timer);
+        return;
+      }
+    }
+  }
+
+  /** Re-encodes every user's stale elements in the background (e.g. after a bundle version change). */
+  async reencodeAll(concurrency = 4): Promise<number> {
+    let users = 0;
+    const inFlight = new Set<Promise<void>>();
+    for await (const userId of this.o.store.users()) {
+      if (this.stopped) break;
+      users++;
+      this.schedule(userId);
+      const job = this.running.get(userId);
+      if (job !== undefined) {
+        inFlight.add(job);
+        void job.finally(() => inFlight.delete(job));
+      }
+      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    return users;
+  }
+
+  /** Users with encoding work queued or running. */
+  backlog(): number {
+    return new Set([...this.dirty.keys(), ...this.running.keys(), ...this.retryTimers.keys()]).size;
+  }
+
+  /** Resolves when no job is running and none is queued (retries pending excluded). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.all([...this.running.values()]);
+  }
+
+  /** Lets running jobs finish within `timeoutMs`, then stops; pending work is redone from raw history on restart. */
+  async stop(timeoutMs: number): Promise<void> {
+    for (const timer of this.retryTimers.values()) clearTimeout(timer);
+    this.retryTimers.clear();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.idle(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.stopped = true;
+    this.abort.abort();
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Ingest: validates an event, stores it durably (idempotent per user and event_id) and schedules its encoding.
+ * Late events (older than the user's newest) are inserted in timestamp order, ties kept in arrival order; the K
+ * elements after them get new windows, so their encodings become stale and are redone by the encoder.
+ */
+import { AppError } from '../../shared/errors.js';
+import { inSpan } from '../../telemetry/otel.js';
+import type { GatewayMetrics } from '../../telemetry/metrics.js';
+import type { Bundle } from '../bundle.js';
+import type { Encoder } from './encoder.js';
+import type { MemoryStore } from './ports.js';
+import { validateId, validateTimestamp, type Limits } from './validation.js';
+
+export interface IngestInput {
+  event_id?: unknown;
+  user_id?: unknown;
+  item_id?: unknown;
+  timestamp_ms?: unknown;
+}
+
+export type AckStatus = 'ACCEPTED' | 'DUPLICATE' | 'REJECTED';
+
+export interface Ack {
+  eventId: string;
+  status: AckStatus;
+  message: string;
+  unknownItem: boolean;
+}
+
+export interface IngestDeps {
+  store: MemoryStore;
+  encoder: Encoder;
+  bundle: Bundle;
+  limits: Limits;
+  maxHistory: number;
+  metrics?: GatewayMetrics;
+  now?: () => number;
+}
+
+export class IngestService {
+  constructor(private readonly d: IngestDeps) {}
+
+  /**
+   * Resolves to the ack. Bad events resolve to REJECTED; store failures reject (the caller ends the stream with
+   * UNAVAILABLE so that the producer resends the unacked events, which idempotency makes safe).
+   */
+  ingest(input: IngestInput): Promise<Ack> {
+    const eventId = typeof input.event_id === 'string' ? input.event_id : '';
+    return inSpan('ingest', async (span) => {
+      let userId: string, itemId: string, timestampMs: number;
+      try {
+        validateId('event_id', input.event_id, this.d.limits.maxEventIdBytes);
+        userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
+        itemId = validateId('item_id', input.item_id, this.d.limits.maxIdBytes);
+        timestampMs = validateTimestamp(
+          input.timestamp_ms,
+          (this.d.now ?? Date.now)(),
+          this.d.limits.maxFutureMs,
+        );
+      } catch (error) {
+        if (error instanceof AppError && error.code === 'INVALID_ARGUMENT') {
+          span.setAttribute('automr.ingest.status', 'REJECTED');
+          this.d.metrics?.ingestEvents.add(1, { status: 'REJECTED' });
+          return { eventId, status: 'REJECTED', message: error.message, unknownItem: false } satisfies Ack;
+        }
+        throw error;
+      }
+      span.setAttribute('automr.user_id', userId);
+      const known = this.d.bundle.tokenOf(itemId);
+      const token = known ?? this.d.bundle.tokens.unk;
+      const started = performance.now();
+      const result = await inSpan('memory.write', () =>
+        this.d.store.append({ userId, eventId, itemId, token, timestampMs }, this.d.maxHistory),
+      );
+      this.d.metrics?.stageDuration.record(performance.now() - started, { stage: 'memory.write' });
+      const status: AckStatus = result.status === 'accepted' ? 'ACCEPTED' : 'DUPLICATE';
+      span.setAttribute('automr.ingest.status', status);
+      this.d.metrics?.ingestEvents.add(1, { status });
+      if (status === 'ACCEPTED') {
+        this.d.metrics?.ingestLag.record(Math.max(0, Date.now() - timestampMs));
+        this.d.encoder.schedule(userId);
+      }
+      const unknownItem = known === undefined;
+      const message =
+        status === 'DUPLICATE'
+          ? 'event_id already ingested for this user; nothing changed'
+          : unknownItem
+            ? `item_id ${JSON.stringify(itemId)} is not in the catalog; kept and encoded as the unk token`
+            : '';
+      return { eventId, status, message, unknownItem };
+    });
+  }
+}

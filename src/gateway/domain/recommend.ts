@@ -1,0 +1,211 @@
+/**
+ * The recommend pipeline: read memory → z_t (stored, or encoded now if the newest element lags) → retriever
+ * scores the memory → the top memory_k go with the prompt to automr_recommend in ONE call → tokens map back to
+ * catalog items → streamed in batches, then a summary. Also the memory queries (GetMemory, ForgetUser).
+ */
+import { inSpan } from '../../telemetry/otel.js';
+import type { GatewayMetrics } from '../../telemetry/metrics.js';
+import type { Bundle } from '../bundle.js';
+import type { Encoder } from './encoder.js';
+import { isEncoded, memoryRange, promptOf, windowTokens, type MemoryModel } from './memory.js';
+import type { MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
+import { validateId, validateRange, type Limits } from './validation.js';
+
+export interface RankedItem {
+  rank: number;
+  item_id: string;
+  title: string;
+  score: number;
+}
+
+export interface RetrievedMemory {
+  item_id: string;
+  timestamp_ms: number;
+  score: number;
+  event_id: string;
+}
+
+export interface RecommendSummary {
+  retrieved: RetrievedMemory[];
+  model_version: string;
+  timings: {
+    memory_read_ms: number;
+    encode_ms: number;
+    retrieve_ms: number;
+    infer_ms: number;
+    total_ms: number;
+  };
+  history_size: number;
+  memory_size: number;
+  pending_encodings: number;
+  encoding_lagging: boolean;
+}
+
+/** Where results go: the gRPC handler writes them to the response stream (respecting back-pressure). */
+export interface RecommendSink {
+  items(batch: RankedItem[]): Promise<void>;
+  summary(summary: RecommendSummary): Promise<void>;
+}
+
+export interface RecommendInput {
+  user_id?: unknown;
+  top_n?: unknown;
+  memory_k?: unknown;
+}
+
+export interface RecommendDeps {
+  store: MemoryStore;
+  modelServer: ModelServer;
+  retriever: Retriever;
+  encoder: Encoder;
+  bundle: Bundle;
+  model: MemoryModel;
+  limits: Limits;
+  defaultMemoryK: number;
+  batchSize?: number;
+  metrics?: GatewayMetrics;
+}
+
+export interface MemoryView {
+  event_id: string;
+  item_id: string;
+  timestamp_ms: number;
+  encoded: boolean;
+  unknown_item: boolean;
+}
+
+export class RecommendService {
+  constructor(private readonly d: RecommendDeps) {}
+
+  validate(input: RecommendInput): { userId: string; topN: number; memoryK: number } {
+    const userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
+    const topN = validateRange('top_n', input.top_n, 1, this.d.bundle.topK);
+    const k = validateRange('memory_k', input.memory_k ?? 0, 0, this.d.model.maxMemory);
+    return { userId, topN, memoryK: k === 0 ? this.d.defaultMemoryK : k };
+  }
+
+  async recommend(input: RecommendInput, sink: RecommendSink, signal?: AbortSignal): Promise<void> {
+    const { userId, topN, memoryK } = this.validate(input);
+    const t0 = performance.now();
+    const stage = (name: string, started: number) => {
+      const ms = performance.now() - started;
+      this.d.metrics?.stageDuration.record(ms, { stage: name });
+      return ms;
+    };
+    const { model, bundle } = this.d;
+
+    let t = performance.now();
+    const entries = await inSpan('memory.read', () => this.d.store.read(userId));
+    const memoryReadMs = stage('memory.read', t);
+    const n = entries.length;
+    const prompt = promptOf(
+      entries.slice(Math.max(0, n - model.window)).map((e) => e.token),
+      model.bos,
+    );
+
+    // z_t = the newest element; encoded now when the encoder has not caught up with it yet.
+    let zt: Float32Array | undefined;
+    let encodeMs = 0;
+    if (n > 0) {
+      const newest = entries[n - 1] as StoredEntry;
+      if (isEncoded(entries, n - 1, model)) zt = newest.vector;
+      else {
+        t = performance.now();
+        [zt] = await inSpan('encode', () =>
+          this.d.encoder.encodePrompts([promptOf(windowTokens(entries, n - 1, model.window), model.bos)]),
+        );
+        encodeMs = stage('encode', t);
+      }
+    }
+
+    const { start, end } = memoryRange(n, model);
+    const usable: StoredEntry[] = [];
+    for (let i = start; i < end; i++)
+      if (isEncoded(entries, i, model)) usable.push(entries[i] as StoredEntry);
+    let pending = 0;
+    for (let i = 0; i < n; i++) if (!isEncoded(entries, i, model)) pending++;
+
+    let retrieved: { entry: StoredEntry; score: number }[] = [];
+    let retrieveMs = 0;
+    if (zt !== undefined && usable.length > 0) {
+      t = performance.now();
+      const query = zt;
+      const scores = await inSpan('retrieve', async (span) => {
+        span.setAttribute('automr.memory.size', usable.length);
+        return this.d.retriever.score(
+          query,
+          usable.map((e) => e.vector as Float32Array),
+        );
+      });
+      retrieved = usable
+        .map((entry, i) => ({ entry, score: scores[i] ?? 0 }))
+        .sort((a, b) => b.score - a.score || b.entry.timestampMs - a.entry.timestampMs)
+        .slice(0, memoryK);
+      retrieveMs = stage('retrieve', t);
+    }
+    this.d.metrics?.memorySize.record(n, { kind: 'history' });
+    this.d.metrics?.memorySize.record(usable.length, { kind: 'memory' });
+
+    t = performance.now();
+    const out = await this.d.modelServer.recommend(
+      prompt,
+      retrieved.map((r) => r.entry.vector as Float32Array),
+      signal,
+    );
+    const inferMs = stage('infer', t);
+
+    const items: RankedItem[] = [];
+    for (let i = 0; i < out.tokens.length && items.length < topN; i++) {
+      const item = bundle.itemOf(out.tokens[i] as number);
+      if (item === undefined) continue; // special tokens never name an item
+      items.push({
+        rank: items.length + 1,
+        item_id: item.itemId,
+        title: item.title,
+        score: out.scores[i] ?? 0,
+      });
+    }
+
+    await inSpan('stream', async () => {
+      const size = this.d.batchSize ?? 10;
+      for (let i = 0; i < items.length; i += size) await sink.items(items.slice(i, i + size));
+      await sink.summary({
+        retrieved: retrieved.map((r) => ({
+          item_id: r.entry.itemId,
+          timestamp_ms: r.entry.timestampMs,
+          score: r.score,
+          event_id: r.entry.eventId,
+        })),
+        model_version: model.modelVersion,
+        timings: {
+          memory_read_ms: memoryReadMs,
+          encode_ms: encodeMs,
+          retrieve_ms: retrieveMs,
+          infer_ms: inferMs,
+          total_ms: performance.now() - t0,
+        },
+        history_size: n,
+        memory_size: usable.length,
+        pending_encodings: pending,
+        encoding_lagging: pending > 0,
+      });
+    });
+  }
+
+  async getMemory(input: { user_id?: unknown }): Promise<MemoryView[]> {
+    const userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
+    const entries = await inSpan('memory.read', () => this.d.store.read(userId));
+    return entries.map((e, i) => ({
+      event_id: e.eventId,
+      item_id: e.itemId,
+      timestamp_ms: e.timestampMs,
+      encoded: isEncoded(entries, i, this.d.model),
+      unknown_item: e.token === this.d.bundle.tokens.unk,
+    }));
+  }
+
+  async forget(input: { user_id?: unknown }): Promise<number> {
+    const userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
+    return inSpan('memory.write', () => this.d.store.forget(userId));
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * Gateway bootstrap: loads the bundle, builds stores and adapters, wires the domain services, serves
+ * automr.v1.Recommender + grpc.health.v1.Health + reflection, and drains gracefully.
+ */
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import { AppError, toAppError } from '../shared/errors.js';
+import { createLogger, type Logger } from '../shared/logger.js';
+import { createGatewayMetrics } from '../telemetry/metrics.js';
+import { LmdbMemoryStore } from './adapters/lmdb-store.js';
+import { OnnxRetriever } from './adapters/onnx-retriever.js';
+import { RedisMemoryStore } from './adapters/redis-store.js';
+import { TritonModelServer } from './adapters/triton-model-server.js';
+import { createHandlers } from './api/handlers.js';
+import { loadRecommenderProto, SERVICE_NAME } from './api/proto.js';
+import { loadBundle, type Bundle } from './bundle.js';
+import type { GatewayConfig } from './config.js';
+import { Encoder } from './domain/encoder.js';
+import { IngestService } from './domain/ingest.js';
+import type { MemoryModel } from './domain/memory.js';
+import type { MemoryStore, ModelServer, Retriever } from './domain/ports.js';
+import { RecommendService } from './domain/recommend.js';
+import { DEFAULT_LIMITS, type Limits } from './domain/validation.js';
+
+export interface GatewayDeps {
+  logger?: Logger;
+  store?: MemoryStore;
+  modelServer?: ModelServer;
+  retriever?: Retriever;
+  bundle?: Bundle;
+  /** How often readiness of the model server and store is polled for health (default 1000 ms). */
+  healthIntervalMs?: number;
+}
+
+export interface RunningGateway {
+  address: string;
+  port: number;
+  bundle: Bundle;
+  encoder: Encoder;
+  /** Health NOT_SERVING, stop accepting, let in-flight calls finish within the drain bound, flush stores. */
+  drain(): Promise<void>;
+  /** Immediate shutdown (in-flight calls are cancelled); stores still flushed. */
+  close(): Promise<void>;
+}
+
+export function createMemoryStore(config: GatewayConfig, logger: Logger): MemoryStore {
+  if (config.memoryStore === 'lmdb') return new LmdbMemoryStore(config.dataDir);
+  return new RedisMemoryStore({
+    url: config.memoryStore,
+    prefix: config.redisPrefix,
+    idempotencyTtlMs: config.idempotencyTtlS * 1000,
+    logger,
+  });
+}
+
+export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<RunningGateway> {
+  const logger = deps.logger ?? createLogger({ name: 'automr-gateway', level: config.logLevel });
+  const bundle = deps.bundle ?? (await loadBundle(config.bundle));
+  const metrics = createGatewayMetrics();
+  const retriever = deps.retriever ?? (await OnnxRetriever.load(bundle.retrieverPath, bundle.dModel));
+  const modelServer =
+    deps.modelServer ??
+    new TritonModelServer({
+      address: config.modelServer,
+      bundle,
+      deadlineMs: config.inferDeadlineMs,
+      logger,
+      onError: (model) => metrics.tritonErrors.add(1, { model }),
+    });
+  const store = deps.store ?? createMemoryStore(config, logger);
+
+  const model: MemoryModel = {
+    modelVersion: bundle.modelVersion,
+    window: bundle.window,
+    maxMemory: bundle.maxMemory,
+    bos: bundle.tokens.bos,
+  };
+  const limits: Limits = { ...DEFAULT_LIMITS, maxFutureMs: config.maxFutureMs };
+  const encoder = new Encoder({ store, modelServer, model, batchSize: config.encodeBatch, logger, metrics });
+  const ingest = new IngestService({
+    store,
+    encoder,
+    bundle,
+    limits,
+    maxHistory: config.maxHistory,
+    metrics,
+  });
+  const recommend = new RecommendService({
+    store,
+    modelServer,
+    retriever,
+    encoder,
+    bundle,
+    model,
+    limits,
+    defaultMemoryK: Math.min(config.memoryK, bundle.maxMemory),
+    metrics,
+  });
+
+  let draining = false;
+  const { definition, grpc } = loadRecommenderProto();
+  const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  server.addService(
+    grpc.automr.v1.Recommender.service,
+    createHandlers({ ingest, recommend, logger, metrics, draining: () => draining }),
+  );
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
+  health.addToServer(server);
+  new ReflectionService(definition).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(config.addr, ServerCredentials.createInsecure(), (error, bound) => {
+      if (error)
+        reject(
+          new AppError('UNAVAILABLE', `cannot listen on ${config.addr}: ${error.message}`, { cause: error }),
+        );
+      else resolve(bound);
+    });
+  }).catch(async (error: unknown) => {
+    await store.close();
+    modelServer.close();
+    await retriever.close();
+    throw error;
+  });
+  const host = config.addr.slice(0, config.addr.lastIndexOf(':'));
+  const address = `${host}:${port}`;
+
+  let lastStatus: ServingStatus | undefined;
+  const setStatus = (status: ServingStatus) => {
+    if (status === lastStatus) return;
+    lastStatus = status;
+    health.setStatus('', status);
+    health.setStatus(SERVICE_NAME, status);
+    logger.info({ status }, 'health status');
+  };
+  let checking = false;
+  const checkHealth = async () => {
+    if (checking || draining) return;
+    checking = true;
+    try {
+      const [modelReady, storeReady] = await Promise.all([modelServer.ready(), store.ready()]);
+      if (!draining) setStatus(modelReady && storeReady ? 'SERVING' : 'NOT_SERVING');
+    } finally {
+      checking = false;
+    }
+  };
+  await checkHealth();
+  const healthTimer = setInterval(() => void checkHealth(), deps.healthIntervalMs ?? 1000);
+  healthTimer.unref();
+
+  // Elements of another model version (or stale windows) are re-encoded from raw history in the background.
+  void encoder.reencodeAll().then(
+    (users) =>
+      logger.info({ users, modelVersion: bundle.modelVersion }, 'background re-encode pass finished'),
+    (error: unknown) => logger.warn({ err: toAppError(error).message }, 'background re-encode pass failed'),
+  );
+
+  logger.info(
+    { address, store: store.kind, modelServer: config.modelServer, modelVersion: bundle.modelVersion },
+    'gateway listening',
+  );
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (graceful: boolean): Promise<void> => {
+    stopping ??= (async () => {
+      draining = true;
+      clearInterval(healthTimer);
+      setStatus('NOT_SERVING');
+      const bound = graceful ? config.drainTimeoutMs : 0;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          logger.warn({ boundMs: bound }, 'drain bound reached; cancelling remaining calls');
+          server.forceShutdown();
+          resolve();
+        }, bound);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await encoder.stop(graceful ? Math.min(bound, 2_000) : 0);
+      await store.close();
+      modelServer.close();
+      await retriever.close();
+      logger.info('gateway stopped');
+    })();
+    return stopping;
+  };
+
+  return { address, port, bundle, encoder, drain: () => shutdown(true), close: () => shutdown(false) };
+}

@@ -1,0 +1,104 @@
+/**
+ * OpenTelemetry start-up for the gateway (and any other entry point): sdk-node with the W3C trace-context
+ * propagator, trace exporters from the standard OTEL_* variables (none unless OTEL_TRACES_EXPORTER is set),
+ * and Prometheus metrics on a port of their own. Tests pass their own span processors (InMemorySpanExporter).
+ */
+import {
+  context,
+  propagation,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+} from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { toAppError } from '../shared/errors.js';
+
+export interface TelemetryOptions {
+  serviceName: string;
+  /** Span processors to use instead of the OTEL_* configured exporters (tests). */
+  spanProcessors?: SpanProcessor[];
+  /** Prometheus scrape port; 0 or undefined = no Prometheus endpoint. */
+  metricsPort?: number;
+  metricsHost?: string;
+}
+
+export interface Telemetry {
+  metricsPort: number | undefined;
+  shutdown(): Promise<void>;
+}
+
+export async function startTelemetry(options: TelemetryOptions): Promise<Telemetry> {
+  const tracesFromEnv = (process.env.OTEL_TRACES_EXPORTER ?? '').trim() !== '';
+  // sdk-node defaults to an OTLP exporter; a laptop run must not try to reach a collector it does not have.
+  const spanProcessors = options.spanProcessors ?? (tracesFromEnv ? undefined : []);
+  let prometheus: PrometheusExporter | undefined;
+  if (options.metricsPort !== undefined && options.metricsPort > 0) {
+    const exporter = new PrometheusExporter({
+      port: options.metricsPort,
+      host: options.metricsHost ?? '0.0.0.0',
+      preventServerStart: true,
+    });
+    await exporter.startServer();
+    prometheus = exporter;
+  }
+  const previousLogs = process.env.OTEL_LOGS_EXPORTER;
+  // Logs go through pino to stdout; no OTLP log exporter unless asked for.
+  if (previousLogs === undefined) process.env.OTEL_LOGS_EXPORTER = 'none';
+  if (process.env.OTEL_METRICS_EXPORTER === undefined && prometheus === undefined)
+    process.env.OTEL_METRICS_EXPORTER = 'none';
+  const sdk = new NodeSDK({
+    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName }),
+    textMapPropagator: new W3CTraceContextPropagator(),
+    ...(spanProcessors !== undefined ? { spanProcessors } : {}),
+    ...(prometheus !== undefined ? { metricReader: prometheus } : {}),
+    instrumentations: [],
+  });
+  sdk.start();
+  return {
+    metricsPort: options.metricsPort,
+    shutdown: () => sdk.shutdown(),
+  };
+}
+
+export const tracer = () => trace.getTracer('automr-gateway');
+
+/** Runs `fn` in a child span of the active context; records errors and ends the span. */
+export async function inSpan<T>(
+  name: string,
+  fn: (span: Span) => Promise<T>,
+  options: { kind?: SpanKind; attributes?: Attributes; parent?: Context } = {},
+): Promise<T> {
+  const parent = options.parent ?? context.active();
+  return tracer().startActiveSpan(
+    name,
+    { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes ?? {} },
+    parent,
+    async (span) => {
+      try {
+        return await fn(span);
+      } catch (error) {
+        const appError = toAppError(error);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: appError.message });
+        span.setAttribute('error.code', appError.code);
+        throw error;
+      } finally {
+        span.end();
+      }
+    },
+  );
+}
+
+/** Extracts a W3C trace context from incoming request headers (gRPC metadata as a plain map). */
+export function extractContext(headers: Record<string, string>): Context {
+  return propagation.extract(context.active(), headers);
+}
+
+export { SpanKind };

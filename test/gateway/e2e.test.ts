@@ -1,0 +1,186 @@
+/**
+ * The issue's "Done when" client scenario against the real local model server (committed triton-models) and a
+ * real gateway on the embedded store, both on port 0.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
+import { defaultConfig } from '../../src/gateway/config.js';
+import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
+import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
+import type { ForgetUserResponse__Output } from '../../src/generated/automr/v1/ForgetUserResponse.js';
+import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, unary, waitFor } from './helpers.js';
+
+let modelServer: RunningModelServer;
+let gateway: RunningGateway;
+let c: RecommenderClient;
+let dataDir: string;
+
+before(async () => {
+  modelServer = await startModelServer({
+    repository: MODELS_DIR,
+    address: '127.0.0.1:0',
+    logger: silentLogger(),
+  });
+  dataDir = tempDir('automr-e2e-');
+  gateway = await startGateway(
+    defaultConfig({
+      addr: '127.0.0.1:0',
+      dataDir,
+      modelServer: modelServer.address,
+      bundle: BUNDLE_DIR,
+      metricsPort: 0,
+    }),
+    { logger: silentLogger() },
+  );
+  c = client(gateway.address);
+});
+
+after(async () => {
+  c.close();
+  await gateway.close();
+  await modelServer.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const getMemory = (userId: string) =>
+  unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), { user_id: userId });
+const forget = (userId: string) =>
+  unary<{ user_id: string }, ForgetUserResponse__Output>(c.ForgetUser.bind(c), { user_id: userId });
+
+void test('the Done-when client scenario', async () => {
+  const catalog = gateway.bundle.catalog;
+  const user = 'user-e2e';
+
+  const fresh = await recommend(c, 'brand-new-user', 20);
+  assert.equal(fresh.error, undefined);
+  assert.equal(fresh.items.length, 20, '20 recommendations for a new user');
+  assert.deepEqual(fresh.summary?.retrieved, []);
+
+  const now = Date.now();
+  const events = Array.from({ length: 40 }, (_, i) => ({
+    event_id: `ev-${i}`,
+    user_id: user,
+    item_id: (catalog[(i * 7) % catalog.length] as { itemId: string }).itemId,
+    timestamp_ms: now - 1_000_000 + i * 1000,
+  }));
+  const { acks, error } = await ingest(c, events);
+  assert.equal(error, undefined);
+  assert.equal(acks.length, 40);
+  assert.ok(
+    acks.every((a) => a.status === 'ACCEPTED'),
+    JSON.stringify(acks.filter((a) => a.status !== 'ACCEPTED')),
+  );
+  assert.deepEqual(new Set(acks.map((a) => a.event_id)), new Set(events.map((e) => e.event_id)));
+
+  const dup = await ingest(c, [events[5]!]);
+  assert.equal(dup.acks[0]?.status, 'DUPLICATE');
+
+  // Recommend uses what is encoded; wait until the encoder caught up so that the memory is complete.
+  await waitFor(async () => (await getMemory(user)).entries.every((e) => e.encoded), 20_000, 'encoding');
+  const rec = await recommend(c, user, 10, 3);
+  assert.equal(rec.error, undefined);
+  assert.equal(rec.items.length, 10);
+  assert.deepEqual(
+    rec.items.map((i) => i.rank),
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+  );
+  for (let i = 1; i < rec.items.length; i++)
+    assert.ok(rec.items[i]!.score <= rec.items[i - 1]!.score, 'non-increasing scores');
+  assert.ok(rec.items.every((i) => i.title.length > 0 && i.item_id.length > 0));
+  const summary = rec.summary!;
+  assert.equal(summary.retrieved.length, 3, 'summary names the retrieved memories');
+  const memoryIds = new Set(events.slice(0, 30).map((e) => e.event_id));
+  assert.ok(
+    summary.retrieved.every((m) => memoryIds.has(m.event_id)),
+    'only elements older than the newest K are memory',
+  );
+  assert.equal(summary.model_version, gateway.bundle.modelVersion);
+  assert.equal(summary.history_size, 40);
+  assert.equal(summary.memory_size, 30);
+  assert.equal(summary.encoding_lagging, false);
+  assert.ok(summary.timings!.total_ms > 0);
+
+  const memory = await getMemory(user);
+  assert.equal(memory.entries.length, 40);
+  assert.deepEqual(
+    memory.entries.map((e) => e.event_id),
+    events.map((e) => e.event_id),
+  );
+
+  const emptyUser = await recommend(c, '', 10);
+  assert.equal(emptyUser.error?.code, status.INVALID_ARGUMENT);
+  assert.match(emptyUser.error.details, /user_id must not be empty/);
+  const hugeTopN = await recommend(c, user, 1_000_000);
+  assert.equal(hugeTopN.error?.code, status.INVALID_ARGUMENT);
+  assert.match(hugeTopN.error.details, /top_n must be in 1\.\.100/);
+
+  // A bad event is REJECTED and the stream stays open: the event after it is still accepted.
+  const mixed = await ingest(c, [
+    { event_id: 'bad-1', user_id: '', item_id: events[0]!.item_id, timestamp_ms: now },
+    { event_id: 'ev-after-bad', user_id: user, item_id: events[0]!.item_id, timestamp_ms: now },
+  ]);
+  assert.equal(mixed.error, undefined);
+  const byId = new Map(mixed.acks.map((a) => [a.event_id, a]));
+  assert.equal(byId.get('bad-1')?.status, 'REJECTED');
+  assert.match(byId.get('bad-1')!.message, /user_id must not be empty/);
+  assert.equal(byId.get('ev-after-bad')?.status, 'ACCEPTED');
+
+  const removed = await forget(user);
+  assert.equal(removed.removed, 41);
+  assert.deepEqual((await getMemory(user)).entries, []);
+});
+
+void test('bad inputs get INVALID_ARGUMENT or REJECTED with a clear message, never a crash', async () => {
+  const now = Date.now();
+  const long = 'x'.repeat(257);
+  const { acks, error } = await ingest(c, [
+    { event_id: '', user_id: 'u', item_id: 'i', timestamp_ms: now },
+    { event_id: 'a', user_id: long, item_id: 'i', timestamp_ms: now },
+    { event_id: 'b', user_id: 'u', item_id: '', timestamp_ms: now },
+    { event_id: 'c', user_id: 'u', item_id: 'i', timestamp_ms: -5 },
+    { event_id: 'd', user_id: 'u', item_id: 'i', timestamp_ms: now + 3 * 86_400_000 },
+    { event_id: 'x'.repeat(129), user_id: 'u', item_id: 'i', timestamp_ms: now },
+    { event_id: 'e', user_id: 'u\u0000v', item_id: 'i', timestamp_ms: now },
+    { event_id: 'unk', user_id: 'u-unk', item_id: 'not-in-catalog', timestamp_ms: now },
+  ]);
+  assert.equal(error, undefined);
+  const by = new Map(acks.map((a) => [a.event_id, a]));
+  assert.match(by.get('')!.message, /event_id must not be empty/);
+  assert.match(by.get('a')!.message, /user_id is 257 bytes; at most 256/);
+  assert.match(by.get('b')!.message, /item_id must not be empty/);
+  assert.match(by.get('c')!.message, /timestamp_ms must not be negative/);
+  assert.match(by.get('d')!.message, /in the future/);
+  assert.match(by.get('x'.repeat(129))!.message, /event_id is 129 bytes/);
+  assert.match(by.get('e')!.message, /control characters/);
+  for (const id of ['', 'a', 'b', 'c', 'd', 'e']) assert.equal(by.get(id)?.status, 'REJECTED');
+  const unk = by.get('unk')!;
+  assert.equal(unk.status, 'ACCEPTED');
+  assert.equal(unk.unknown_item, true);
+  assert.match(unk.message, /not in the catalog/);
+  const mem = await getMemory('u-unk');
+  assert.equal(mem.entries[0]?.unknown_item, true);
+  assert.equal(
+    (await recommend(c, 'u-unk', 5)).items.length,
+    5,
+    'an unknown item still gets recommendations',
+  );
+
+  for (const [topN, memoryK] of [
+    [0, 0],
+    [101, 0],
+    [5, 91],
+  ] as const) {
+    const r = await recommend(c, 'u', topN, memoryK);
+    assert.equal(r.error?.code, status.INVALID_ARGUMENT, `top_n=${topN} memory_k=${memoryK}`);
+    assert.doesNotMatch(r.error.details, /\n\s+at /, 'no stack trace');
+  }
+  const unaryError = await getMemory('').catch((e: ServiceError) => e);
+  assert.equal((unaryError as ServiceError).code, status.INVALID_ARGUMENT);
+  const forgetError = await forget('y'.repeat(300)).catch((e: ServiceError) => e);
+  assert.equal((forgetError as ServiceError).code, status.INVALID_ARGUMENT);
+});

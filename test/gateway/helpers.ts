@@ -1,0 +1,86 @@
+/** Shared test helpers: a typed Recommender client and small stream utilities. */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { loadRecommenderProto } from '../../src/gateway/api/proto.js';
+import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
+import type { IngestAck__Output } from '../../src/generated/automr/v1/IngestAck.js';
+import type { IngestRequest } from '../../src/generated/automr/v1/IngestRequest.js';
+import type { RecommendResponse__Output } from '../../src/generated/automr/v1/RecommendResponse.js';
+import type { RankedItem__Output } from '../../src/generated/automr/v1/RankedItem.js';
+import type { RecommendSummary__Output } from '../../src/generated/automr/v1/RecommendSummary.js';
+
+export const REPO = path.resolve(import.meta.dirname, '../..');
+export const BUNDLE_DIR = path.join(REPO, 'bundle');
+export const MODELS_DIR = path.join(REPO, 'triton-models');
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+export function client(address: string): RecommenderClient {
+  const { grpc } = loadRecommenderProto();
+  return new grpc.automr.v1.Recommender(address, credentials.createInsecure());
+}
+
+/** Sends events on one Ingest stream and collects one ack per event; `hold` keeps the stream open at the end. */
+export function ingest(
+  c: RecommenderClient,
+  events: IngestRequest[],
+): Promise<{ acks: IngestAck__Output[]; error?: ServiceError }> {
+  return new Promise((resolve) => {
+    const acks: IngestAck__Output[] = [];
+    const call = c.Ingest();
+    call.on('data', (ack: IngestAck__Output) => acks.push(ack));
+    call.on('error', (error: ServiceError) => resolve({ acks, error }));
+    call.on('end', () => resolve({ acks }));
+    for (const e of events) call.write(e);
+    call.end();
+  });
+}
+
+export interface RecommendResult {
+  items: RankedItem__Output[];
+  batches: number;
+  summary?: RecommendSummary__Output;
+  error?: ServiceError;
+}
+
+export function recommend(
+  c: RecommenderClient,
+  userId: string,
+  topN: number,
+  memoryK = 0,
+): Promise<RecommendResult> {
+  return new Promise((resolve) => {
+    const out: RecommendResult = { items: [], batches: 0 };
+    const call = c.Recommend({ user_id: userId, top_n: topN, memory_k: memoryK });
+    call.on('data', (msg: RecommendResponse__Output) => {
+      if (msg.items) {
+        out.batches++;
+        out.items.push(...msg.items.items);
+      }
+      if (msg.summary) out.summary = msg.summary;
+    });
+    call.on('error', (error: ServiceError) => resolve({ ...out, error }));
+    call.on('end', () => resolve(out));
+  });
+}
+
+export function unary<Req, Res>(
+  fn: (req: Req, cb: (e: ServiceError | null, r?: Res) => void) => unknown,
+  req: Req,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    fn(req, (error, res) => (error ? reject(error) : resolve(res as Res)));
+  });
+}
+
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
