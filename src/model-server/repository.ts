@@ -255,19 +255,49 @@ export function checkEnsemble(model: RepositoryModel, all: Map<string, Repositor
       producedBy.set(tensor, index);
     }
   });
+  // Every ensemble tensor must exist, and its datatype and dims must fit each model input it feeds.
+  const tensorSpec = (tensor: string): TensorSpec | undefined => {
+    const input = model.inputs.find((i) => i.name === tensor);
+    if (input !== undefined) return input;
+    const index = producedBy.get(tensor);
+    if (index === undefined) return undefined;
+    const step = steps[index]!;
+    const output = Object.entries(step.output_map).find(([, t]) => t === tensor)?.[0];
+    return all.get(step.model_name)?.outputs.find((o) => o.name === output);
+  };
+  const fits = (a: number[], b: number[]): boolean =>
+    a.length === b.length && a.every((d, i) => d === -1 || b[i] === -1 || d === b[i]);
   for (const step of steps) {
-    for (const tensor of Object.values(step.input_map)) {
-      if (!available.has(tensor) && !producedBy.has(tensor)) {
+    const member = all.get(step.model_name)!;
+    for (const [input, tensor] of Object.entries(step.input_map)) {
+      const source = tensorSpec(tensor);
+      if (source === undefined) {
         throw refuse(
           model.name,
           `ensemble tensor '${tensor}' is neither an ensemble input nor produced by any step`,
         );
       }
+      const target = member.inputs.find((i) => i.name === input)!;
+      if (source.datatype !== target.datatype || !fits(source.dims, target.dims)) {
+        throw refuse(
+          model.name,
+          `ensemble tensor '${tensor}' (${source.datatype} [${source.dims.join(',')}]) does not match input '${input}' ` +
+            `of model '${member.name}' (${target.datatype} [${target.dims.join(',')}])`,
+        );
+      }
     }
   }
+
   for (const out of model.outputs) {
     if (!producedBy.has(out.name))
       throw refuse(model.name, `ensemble output '${out.name}' is not produced by any step`);
+    const source = tensorSpec(out.name)!;
+    if (source.datatype !== out.datatype || !fits(source.dims, out.dims)) {
+      throw refuse(
+        model.name,
+        `ensemble output '${out.name}' does not match the datatype or dims of the step producing it`,
+      );
+    }
   }
   // Topological order (Kahn): a step runs once every tensor it reads exists.
   const order: number[] = [];

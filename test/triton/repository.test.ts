@@ -117,6 +117,14 @@ const refusals: [string, (repo: string) => Promise<void>, RegExp, string[]?][] =
     /ensemble tensor 'nowhere' is neither an ensemble input nor produced by any step/,
   ],
   [
+    'an ensemble input whose datatype does not fit the member input',
+    (r) =>
+      editConfig(r, 'automr_recommend', (t) =>
+        t.replace('name: "memory"\n    data_type: TYPE_FP32', 'name: "memory"\n    data_type: TYPE_FP64'),
+      ),
+    /ensemble tensor 'memory' \(FP64 \[-1,64\]\) does not match input 'memory' of model 'llm_upper' \(FP32/,
+  ],
+  [
     'an ensemble output no step produces',
     (r) =>
       editConfig(r, 'automr_recommend', (t) =>
