@@ -1,0 +1,118 @@
+/**
+ * `npm run demo`: streams a synthetic user's events (items drawn from the bundle catalog) into the gateway at
+ * AUTOMR_ADDR, then asks for recommendations and prints the ranked items with the memories retrieved.
+ * Options: --user <id> (default demo-<time>), --events <n> (default 40), --top-n <n> (10), --memory-k <k> (3).
+ */
+import { parseArgs } from 'node:util';
+import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { loadRecommenderProto } from '../gateway/api/proto.js';
+import { loadBundle } from '../gateway/bundle.js';
+import type { IngestAck__Output } from '../generated/automr/v1/IngestAck.js';
+import type { RecommendResponse__Output } from '../generated/automr/v1/RecommendResponse.js';
+import type { GetMemoryResponse__Output } from '../generated/automr/v1/GetMemoryResponse.js';
+
+const { values } = parseArgs({
+  options: {
+    user: { type: 'string' },
+    events: { type: 'string', default: '40' },
+    'top-n': { type: 'string', default: '10' },
+    'memory-k': { type: 'string', default: '3' },
+    help: { type: 'boolean' },
+  },
+});
+if (values.help === true) {
+  console.log(
+    'Usage: npm run demo -- [--user ID] [--events N] [--top-n N] [--memory-k K]   (gateway at AUTOMR_ADDR)',
+  );
+  process.exit(0);
+}
+const address = process.env.AUTOMR_ADDR ?? '127.0.0.1:50051';
+const bundle = await loadBundle(process.env.AUTOMR_BUNDLE ?? './bundle');
+const user = values.user ?? `demo-${Date.now()}`;
+const count = Number(values.events);
+const { grpc } = loadRecommenderProto();
+const client = new grpc.automr.v1.Recommender(address, credentials.createInsecure());
+
+// A synthetic user who mostly stays within a few neighbouring catalog rows, with occasional jumps.
+let seed = 12345;
+const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+let row = Math.floor(rand() * bundle.catalog.length);
+const start = Date.now() - count * 60_000;
+const events = Array.from({ length: count }, (_, i) => {
+  row =
+    rand() < 0.8
+      ? (row + 1 + Math.floor(rand() * 3)) % bundle.catalog.length
+      : Math.floor(rand() * bundle.catalog.length);
+  return {
+    event_id: `${user}-${i}`,
+    user_id: user,
+    item_id: bundle.catalog[row]?.itemId ?? '',
+    timestamp_ms: start + i * 60_000,
+  };
+});
+
+const fail = (what: string, error: ServiceError) => {
+  console.error(`${what} failed: ${error.details || error.message} (is the gateway running at ${address}?)`);
+  process.exit(1);
+};
+
+const acks = await new Promise<IngestAck__Output[]>((resolve) => {
+  const got: IngestAck__Output[] = [];
+  const call = client.Ingest();
+  call.on('data', (a: IngestAck__Output) => got.push(a));
+  call.on('error', (e: ServiceError) => fail('Ingest', e));
+  call.on('end', () => resolve(got));
+  for (const e of events) call.write(e);
+  call.end();
+});
+const counts = acks.reduce<Record<string, number>>(
+  (acc, a) => ({ ...acc, [a.status]: (acc[a.status] ?? 0) + 1 }),
+  {},
+);
+console.log(`ingested ${events.length} events for ${user} at ${address}: ${JSON.stringify(counts)}`);
+
+// Give the encoder a moment to encode the new memory elements (Recommend uses what is encoded).
+for (let i = 0; i < 50; i++) {
+  const mem = await new Promise<GetMemoryResponse__Output>((resolve) =>
+    client.GetMemory({ user_id: user }, (e, r) =>
+      e ? fail('GetMemory', e) : resolve(r as GetMemoryResponse__Output),
+    ),
+  );
+  if (mem.entries.every((e) => e.encoded)) break;
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+console.log('recommendations:');
+await new Promise<void>((resolve) => {
+  const call = client.Recommend({
+    user_id: user,
+    top_n: Number(values['top-n']),
+    memory_k: Number(values['memory-k']),
+  });
+  call.on('data', (msg: RecommendResponse__Output) => {
+    for (const it of msg.items?.items ?? [])
+      console.log(`  #${it.rank}  ${it.item_id}  ${it.title}  (${it.score.toFixed(3)})`);
+    const s = msg.summary;
+    if (s) {
+      console.log(
+        `retrieved memories (model ${s.model_version}, memory ${s.memory_size} of history ${s.history_size}):`,
+      );
+      for (const m of s.retrieved) {
+        const title = bundle.catalog.find((c) => c.itemId === m.item_id)?.title ?? '?';
+        console.log(
+          `  ${m.item_id}  ${title}  at ${new Date(m.timestamp_ms).toISOString()}  score ${m.score.toFixed(3)}`,
+        );
+      }
+      const t = s.timings;
+      if (t)
+        console.log(
+          `timings ms: read ${t.memory_read_ms.toFixed(2)}, encode ${t.encode_ms.toFixed(2)}, retrieve ${t.retrieve_ms.toFixed(2)}, infer ${t.infer_ms.toFixed(2)}, total ${t.total_ms.toFixed(2)}`,
+        );
+      if (s.encoding_lagging)
+        console.log(`note: ${s.pending_encodings} memory elements were still being encoded`);
+    }
+  });
+  call.on('error', (e: ServiceError) => fail('Recommend', e));
+  call.on('end', () => resolve());
+});
+client.close();
