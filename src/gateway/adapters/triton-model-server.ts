@@ -1,5 +1,7 @@
 /** ModelServer port over the Triton client: llm_lower for encodings, one automr_recommend call per Recommend. */
+import { SpanKind } from '@opentelemetry/api';
 import { AppError } from '../../shared/errors.js';
+import { inSpan } from '../../telemetry/otel.js';
 import type { Logger } from '../../shared/logger.js';
 import { TritonClient } from '../../triton/client.js';
 import type { Tensor } from '../../triton/tensor.js';
@@ -98,11 +100,26 @@ export class TritonModelServer implements ModelServer {
 
   private async infer(model: string, inputs: Tensor[], outputs: string[], signal?: AbortSignal) {
     try {
-      const res = await this.client.infer(
-        { model, version: this.bundle.manifest.models.version, inputs, outputs },
-        { signal, deadlineMs: this.deadlineMs },
+      // Client span per model call; the Triton client injects its context as traceparent, so the model
+      // server's (or Triton's) spans join the same trace.
+      return await inSpan(
+        `triton.infer ${model}`,
+        async () => {
+          const res = await this.client.infer(
+            { model, version: this.bundle.manifest.models.version, inputs, outputs },
+            { signal, deadlineMs: this.deadlineMs },
+          );
+          return res.outputs;
+        },
+        {
+          kind: SpanKind.CLIENT,
+          attributes: {
+            'rpc.system': 'grpc',
+            'triton.model.name': model,
+            'triton.batch': inputs[0]?.shape[0] ?? 0,
+          },
+        },
       );
-      return res.outputs;
     } catch (error) {
       this.onError?.(model);
       throw error;

@@ -1,0 +1,104 @@
+/** The span tree of one Recommend (and of ingest), recorded with an in-memory exporter; the trace reaches the model server. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { SpanKind } from '@opentelemetry/api';
+import { startTelemetry, type Telemetry } from '../../src/telemetry/otel.js';
+import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
+import { defaultConfig } from '../../src/gateway/config.js';
+import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
+import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, waitFor } from './helpers.js';
+
+const exporter = new InMemorySpanExporter();
+let telemetry: Telemetry;
+let modelServer: RunningModelServer;
+let gateway: RunningGateway;
+let c: RecommenderClient;
+let dataDir: string;
+
+before(async () => {
+  telemetry = await startTelemetry({
+    serviceName: 'automr-test',
+    spanProcessors: [new SimpleSpanProcessor(exporter)],
+  });
+  modelServer = await startModelServer({
+    repository: MODELS_DIR,
+    address: '127.0.0.1:0',
+    logger: silentLogger(),
+  });
+  dataDir = tempDir('automr-trace-');
+  gateway = await startGateway(
+    defaultConfig({
+      addr: '127.0.0.1:0',
+      dataDir,
+      modelServer: modelServer.address,
+      bundle: BUNDLE_DIR,
+      metricsPort: 0,
+    }),
+    { logger: silentLogger() },
+  );
+  c = client(gateway.address);
+});
+
+after(async () => {
+  c.close();
+  await gateway.close();
+  await modelServer.close();
+  await telemetry.shutdown();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId;
+const childrenOf = (spans: ReadableSpan[], parent: ReadableSpan) =>
+  spans.filter((s) => parentOf(s) === parent.spanContext().spanId);
+
+void test('one Recommend: server span → memory.read, retrieve, triton.infer automr_recommend → model server, stream', async () => {
+  const catalog = gateway.bundle.catalog;
+  const events = Array.from({ length: 15 }, (_, i) => ({
+    event_id: `t${i}`,
+    user_id: 'trace-user',
+    item_id: catalog[i]!.itemId,
+    timestamp_ms: 1_700_000_000_000 + i,
+  }));
+  assert.equal((await ingest(c, events)).acks.length, 15);
+  await waitFor(() => Promise.resolve(gateway.encoder.backlog() === 0), 10_000, 'encoding');
+
+  // Ingest spans: ingest → memory.write; the encoding job runs as a child of an ingest span.
+  const ingestSpans = exporter.getFinishedSpans().filter((s) => s.name === 'ingest');
+  assert.equal(ingestSpans.length, 15);
+  const all = exporter.getFinishedSpans();
+  assert.ok(ingestSpans.every((s) => childrenOf(all, s).some((ch) => ch.name === 'memory.write')));
+  const encode = all.find(
+    (s) => s.name === 'encode' && ingestSpans.some((i) => i.spanContext().spanId === parentOf(s)),
+  );
+  assert.ok(encode, 'encode is a child of an ingest span');
+  const lower = childrenOf(all, encode).find((s) => s.name === 'triton.infer llm_lower');
+  assert.ok(lower, 'encode → triton.infer llm_lower');
+  assert.equal(lower.kind, SpanKind.CLIENT);
+
+  exporter.reset();
+  const rec = await recommend(c, 'trace-user', 5, 1);
+  assert.equal(rec.error, undefined);
+  assert.equal(rec.summary?.retrieved.length, 1);
+
+  const spans = exporter.getFinishedSpans();
+  const root = spans.find((s) => s.name === 'Recommend');
+  assert.ok(root, 'a Recommend server span');
+  assert.equal(root.kind, SpanKind.SERVER);
+  const trace = spans.filter((s) => s.spanContext().traceId === root.spanContext().traceId);
+  const names = childrenOf(trace, root).map((s) => s.name);
+  assert.deepEqual(
+    names.sort(),
+    ['memory.read', 'retrieve', 'stream', 'triton.infer automr_recommend'].sort(),
+  );
+  const infer = trace.find((s) => s.name === 'triton.infer automr_recommend')!;
+  assert.equal(infer.kind, SpanKind.CLIENT);
+  const served = childrenOf(trace, infer);
+  assert.ok(
+    served.some((s) => s.name === 'triton.ModelInfer' && s.kind === SpanKind.SERVER),
+    'the trace is carried into the model server',
+  );
+});
