@@ -84,3 +84,38 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+export interface GatewayChild {
+  child: import('node:child_process').ChildProcess;
+  address: string;
+  exited: Promise<number | null>;
+}
+
+/** Starts the real gateway CLI (`src/cli/gateway.ts` through tsx) and resolves once it prints its address. */
+export async function spawnGateway(env: Record<string, string>): Promise<GatewayChild> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/gateway.ts')], {
+    cwd: REPO,
+    env: {
+      ...process.env,
+      AUTOMR_ADDR: '127.0.0.1:0',
+      AUTOMR_METRICS_PORT: '0',
+      AUTOMR_LOG_LEVEL: 'silent',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let output = '';
+  const address = await new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const m = /listening on (\S+)/.exec(output);
+      if (m) resolve(m[1] as string);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    void exited.then((code) => reject(new Error(`gateway exited with ${code} before listening:\n${output}`)));
+  });
+  return { child, address, exited };
+}
