@@ -1,4 +1,5 @@
 /** Shared test helpers: a typed Recommender client and small stream utilities. */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -86,14 +87,13 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
 }
 
 export interface GatewayChild {
-  child: import('node:child_process').ChildProcess;
+  child: ChildProcess;
   address: string;
   exited: Promise<number | null>;
 }
 
 /** Starts the real gateway CLI (`src/cli/gateway.ts` through tsx) and resolves once it prints its address. */
 export async function spawnGateway(env: Record<string, string>): Promise<GatewayChild> {
-  const { spawn } = await import('node:child_process');
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/gateway.ts')], {
     cwd: REPO,
     env: {
