@@ -6,7 +6,15 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { TritonClient } from '../../src/triton/client.js';
-import { assertClose, memory, MODEL_REPOSITORY, prompt, releaseDirect, runDirect } from './helpers.js';
+import {
+  assertClose,
+  D_MODEL,
+  memory,
+  MODEL_REPOSITORY,
+  prompt,
+  releaseDirect,
+  runDirect,
+} from './helpers.js';
 
 let server: RunningModelServer;
 let client: TritonClient;
@@ -55,7 +63,7 @@ void test('concurrent llm_lower requests are batched and each caller gets its ow
     const { ids, mask } = requests[i]!;
     assert.equal(results[i]!.id, `r${i}`);
     const direct = await runDirect('llm_lower', [ids, mask]);
-    assert.deepEqual(results[i]!.outputs.get('hidden')!.shape, [ids.shape[0], 9, 64]);
+    assert.deepEqual(results[i]!.outputs.get('hidden')!.shape, [ids.shape[0], 9, D_MODEL]);
     assertClose(
       results[i]!.outputs.get('query')!.data as Float32Array,
       direct.get('query')!.data as Float32Array,

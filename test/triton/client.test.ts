@@ -22,7 +22,7 @@ import { AppError } from '../../src/shared/errors.js';
 import { TritonClient } from '../../src/triton/client.js';
 import { loadInferenceProto } from '../../src/triton/proto.js';
 import { decodeRaw, encodeRaw, type Tensor } from '../../src/triton/tensor.js';
-import { MODEL_REPOSITORY } from './helpers.js';
+import { D_MODEL, MODEL_REPOSITORY } from './helpers.js';
 
 type Mode = 'ok' | 'invalid' | 'unavailable' | 'slow';
 const calls: Record<string, number> = {};
@@ -225,7 +225,7 @@ void test('a port with nothing listening is retried until the server appears', a
         { name: 'attention_mask', datatype: 'INT64', shape: [1, 2], data: new BigInt64Array([1n, 1n]) },
       ],
     });
-    assert.deepEqual(res.outputs.get('query')!.shape, [1, 64]);
+    assert.deepEqual(res.outputs.get('query')!.shape, [1, D_MODEL]);
   } finally {
     client.close();
     await (await started).close();

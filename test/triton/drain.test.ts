@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { startModelServer } from '../../src/model-server/server.js';
 import { AppError } from '../../src/shared/errors.js';
 import { TritonClient } from '../../src/triton/client.js';
-import { MODEL_REPOSITORY, prompt, REPO_ROOT } from './helpers.js';
+import { D_MODEL, MODEL_REPOSITORY, prompt, REPO_ROOT } from './helpers.js';
 
 const temps: string[] = [];
 after(async () => {
@@ -50,7 +50,7 @@ void test('drain: not ready at once, in-flight requests complete, new ones are r
     assert.ok(refused instanceof AppError);
     assert.equal(refused.code, 'UNAVAILABLE');
     const result = await inflight;
-    assert.deepEqual(result.outputs.get('query')!.shape, [1, 64]);
+    assert.deepEqual(result.outputs.get('query')!.shape, [1, D_MODEL]);
     await drained;
     assert.equal(server.inflight(), 0);
   } finally {

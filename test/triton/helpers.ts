@@ -1,15 +1,32 @@
 /** Shared fixtures for the Triton-protocol tests: the committed repository, inputs, direct onnxruntime. */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
+import type { ModelConfig__Output } from '../../src/generated/inference/ModelConfig.js';
+import { modelConfigReflection, parseTextMessage } from '../../src/model-server/pbtxt.js';
 import type { Tensor } from '../../src/triton/tensor.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const MODEL_REPOSITORY = resolve(REPO_ROOT, 'triton-models');
-export const D_MODEL = 64;
+
+/** Sizes read from the committed configs, so the tests follow a re-export (d, catalog size, top-k). */
+function readConfig(model: string): ModelConfig__Output {
+  const text = readFileSync(resolve(MODEL_REPOSITORY, model, 'config.pbtxt'), 'utf8');
+  return parseTextMessage(modelConfigReflection(), text) as unknown as ModelConfig__Output;
+}
+function outputDims(model: string, output: string): number[] {
+  const config = readConfig(model);
+  const spec = config.output.find((o) => o.name === output);
+  if (spec === undefined) throw new Error(`${model} has no output ${output}`);
+  return spec.dims.map(Number);
+}
+export const D_MODEL = outputDims('llm_lower', 'query')[0]!;
+export const N_ITEMS = outputDims('llm_upper', 'log_probs')[0]!;
+export const TOP_K = outputDims('llm_upper', 'top_ids')[0]!;
+export const MAX_BATCH = readConfig('llm_lower').max_batch_size;
 const FIRST_ITEM_TOKEN = 3;
-const N_ITEMS = 300;
 
 /** Deterministic pseudo-random numbers (mulberry32), so failures reproduce. */
 export function rng(seed: number): () => number {

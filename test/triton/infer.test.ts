@@ -12,12 +12,15 @@ import { startModelServer, type RunningModelServer } from '../../src/model-serve
 import { TritonClient } from '../../src/triton/client.js';
 import {
   assertClose,
+  D_MODEL,
+  MAX_BATCH,
   memory,
   MODEL_REPOSITORY,
   prompt,
   releaseDirect,
   rowsOf,
   runDirect,
+  TOP_K,
 } from './helpers.js';
 
 const exporter = new InMemorySpanExporter();
@@ -51,15 +54,15 @@ void test('health, metadata, config and repository index', async () => {
   assert.deepEqual(
     meta.inputs.map((i) => [i.name, i.datatype, i.shape]),
     [
-      ['hidden', 'FP32', [-1, -1, 64]],
+      ['hidden', 'FP32', [-1, -1, D_MODEL]],
       ['attention_mask', 'INT64', [-1, -1]],
-      ['memory', 'FP32', [-1, -1, 64]],
+      ['memory', 'FP32', [-1, -1, D_MODEL]],
       ['memory_mask', 'INT64', [-1, -1]],
     ],
   );
   const config = await client.modelConfig('automr_recommend');
   assert.equal(config.platform, 'ensemble');
-  assert.equal(config.max_batch_size, 64);
+  assert.equal(config.max_batch_size, MAX_BATCH);
   assert.equal(config.ensemble_scheduling?.step.length, 2);
   assert.equal(config.input[0]?.data_type, 'TYPE_INT64');
 });
@@ -97,7 +100,7 @@ void test('llm_upper through the server equals onnxruntime, requested outputs on
     'log_probs',
   );
   assert.deepEqual(res.outputs.get('top_ids')!.data, direct.get('top_ids')!.data);
-  assert.deepEqual(res.outputs.get('top_ids')!.shape, [2, 100]);
+  assert.deepEqual(res.outputs.get('top_ids')!.shape, [2, TOP_K]);
 });
 
 void test('the ensemble equals lower then upper, and the client trace continues on the server', async () => {

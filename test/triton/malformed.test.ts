@@ -11,7 +11,7 @@ import type { ModelInferResponse__Output } from '../../src/generated/inference/M
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { loadInferenceProto } from '../../src/triton/proto.js';
 import { encodeRaw } from '../../src/triton/tensor.js';
-import { MODEL_REPOSITORY, prompt } from './helpers.js';
+import { D_MODEL, MAX_BATCH, MODEL_REPOSITORY, prompt } from './helpers.js';
 
 let server: RunningModelServer;
 let small: RunningModelServer;
@@ -148,11 +148,11 @@ const cases: Case[] = [
     name: 'batch above max_batch_size',
     req: {
       ...base(),
-      inputs: [t('input_ids', 'INT64', [65, 1]), t('attention_mask', 'INT64', [65, 1])],
-      raw_input_contents: [Buffer.alloc(65 * 8), Buffer.alloc(65 * 8)],
+      inputs: [t('input_ids', 'INT64', [MAX_BATCH + 1, 1]), t('attention_mask', 'INT64', [MAX_BATCH + 1, 1])],
+      raw_input_contents: [Buffer.alloc((MAX_BATCH + 1) * 8), Buffer.alloc((MAX_BATCH + 1) * 8)],
     },
     code: status.INVALID_ARGUMENT,
-    message: /batch-size must be <= 64/,
+    message: new RegExp(`batch-size must be <= ${MAX_BATCH}`),
   },
   {
     name: 'inputs with different batch sizes',
@@ -201,19 +201,24 @@ const cases: Case[] = [
     code: status.INVALID_ARGUMENT,
   },
   {
-    name: 'fixed dimension mismatch (memory d=32 instead of 64)',
+    name: 'fixed dimension mismatch (memory d/2 instead of d)',
     req: {
       model_name: 'llm_upper',
       inputs: [
-        t('hidden', 'FP32', [1, 2, 64]),
+        t('hidden', 'FP32', [1, 2, D_MODEL]),
         t('attention_mask', 'INT64', [1, 2]),
-        t('memory', 'FP32', [1, 1, 32]),
+        t('memory', 'FP32', [1, 1, D_MODEL / 2]),
         t('memory_mask', 'INT64', [1, 1]),
       ],
-      raw_input_contents: [Buffer.alloc(2 * 64 * 4), Buffer.alloc(16), Buffer.alloc(32 * 4), Buffer.alloc(8)],
+      raw_input_contents: [
+        Buffer.alloc(2 * D_MODEL * 4),
+        Buffer.alloc(16),
+        Buffer.alloc(D_MODEL * 2),
+        Buffer.alloc(8),
+      ],
     },
     code: status.INVALID_ARGUMENT,
-    message: /Expected \[-1,-1,64\], got \[1,1,32\]/,
+    message: new RegExp(`Expected \\[-1,-1,${D_MODEL}\\], got \\[1,1,${D_MODEL / 2}\\]`),
   },
 ];
 

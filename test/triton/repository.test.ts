@@ -122,7 +122,7 @@ const refusals: [string, (repo: string) => Promise<void>, RegExp, string[]?][] =
       editConfig(r, 'automr_recommend', (t) =>
         t.replace('name: "memory"\n    data_type: TYPE_FP32', 'name: "memory"\n    data_type: TYPE_FP64'),
       ),
-    /ensemble tensor 'memory' \(FP64 \[-1,64\]\) does not match input 'memory' of model 'llm_upper' \(FP32/,
+    /ensemble tensor 'memory' \(FP64 \[-1,\d+\]\) does not match input 'memory' of model 'llm_upper' \(FP32/,
   ],
   [
     'an ensemble output no step produces',
