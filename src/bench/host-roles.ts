@@ -53,6 +53,7 @@ export async function startRole(role: string, options: Record<string, unknown>):
 }
 
 async function startModelServerRole(options: Record<string, unknown>): Promise<RunningServer> {
+  installModelTrafficCounter();
   const module = await importSibling('../model-server/server');
   const start = module.startModelServer as ((o: Record<string, unknown>) => Promise<unknown>) | undefined;
   if (start === undefined) throw new Error('src/model-server/server.ts does not export startModelServer');
@@ -64,7 +65,6 @@ async function startModelServerRole(options: Record<string, unknown>): Promise<R
 }
 
 async function startGatewayRole(options: Record<string, unknown>): Promise<RunningServer> {
-  installModelTrafficCounter();
   const configModule = await importSibling('../gateway/config');
   const serverModule = await importSibling('../gateway/server');
   const defaultConfig = configModule.defaultConfig as (o: Record<string, unknown>) => Record<string, unknown>;
@@ -75,5 +75,6 @@ async function startGatewayRole(options: Record<string, unknown>): Promise<Runni
   const address = `127.0.0.1:${port}`;
   const config = defaultConfig({ addr: address, metricsPort: 0, logLevel: 'error', ...options });
   const handle = await startGateway(config);
-  return { address, close: closerOf(handle) };
+  const bound = (handle as { address?: unknown }).address;
+  return { address: typeof bound === 'string' ? bound : address, close: closerOf(handle) };
 }

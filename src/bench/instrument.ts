@@ -1,42 +1,60 @@
 /**
- * Counts a process's outgoing unary gRPC traffic (calls, protobuf payload bytes each way, time until the
- * response) by wrapping `Client.prototype.makeUnaryRequest` of grpc-js. Installed only inside the
- * benchmark's gateway host, before the gateway is loaded, so the gateway's code stays untouched; the
- * payload sizes exclude HTTP/2 framing and headers (tens of bytes per call).
+ * Counts the ModelInfer traffic a model server receives (calls, protobuf payload bytes each way) by
+ * wrapping the (de)serializers of the service definitions passed to `Server.prototype.addService` of
+ * grpc-js. Installed only inside the benchmark's model-server host, before the server is created, so the
+ * model server's code stays untouched. Counting on the server side is deliberate: grpc-js client stubs
+ * capture their request functions when grpc-js loads, so a client-side wrapper would see nothing.
+ * Payload sizes exclude HTTP/2 framing and headers (tens of bytes per call).
  */
-import { performance } from 'node:perf_hooks';
-import grpc from '@grpc/grpc-js';
+import grpc, { type ServiceDefinition } from '@grpc/grpc-js';
 import type { HostStats } from './servers.js';
 
-const traffic: HostStats = { modelCalls: 0, modelRequestBytes: 0, modelResponseBytes: 0, modelTimeNs: 0 };
+const traffic: Required<Omit<HostStats, 'cpuUs'>> = {
+  modelCalls: 0,
+  modelRequestBytes: 0,
+  modelResponseBytes: 0,
+};
 let installed = false;
 
-export function modelTraffic(): HostStats {
+export function modelTraffic(): Omit<HostStats, 'cpuUs'> {
   return { ...traffic };
 }
 
-type AnyFn = (...args: unknown[]) => unknown;
-
-export function installModelTrafficCounter(): void {
+export function installModelTrafficCounter(methodSuffix = '/ModelInfer'): void {
   if (installed) return;
   installed = true;
-  const proto = grpc.Client.prototype as unknown as Record<string, AnyFn>;
-  const original = proto.makeUnaryRequest;
-  if (original === undefined) return;
-  proto.makeUnaryRequest = function (this: unknown, ...args: unknown[]): unknown {
-    const [method, serialize, deserialize, ...rest] = args as [string, AnyFn, AnyFn, ...unknown[]];
-    const started = performance.now();
-    traffic.modelCalls += 1;
-    const countingSerialize = (value: unknown): unknown => {
-      const buffer = serialize(value) as Buffer;
-      traffic.modelRequestBytes += buffer.length;
-      return buffer;
-    };
-    const countingDeserialize = (buffer: Buffer): unknown => {
-      traffic.modelResponseBytes += buffer.length;
-      traffic.modelTimeNs += Math.round((performance.now() - started) * 1e6);
-      return deserialize(buffer);
-    };
-    return original.call(this, method, countingSerialize, countingDeserialize, ...rest);
+  type AddService = (
+    this: grpc.Server,
+    service: ServiceDefinition,
+    implementation: grpc.UntypedServiceImplementation,
+  ) => void;
+  const proto = grpc.Server.prototype as unknown as { addService: AddService };
+  const original = proto.addService;
+  proto.addService = function (
+    this: grpc.Server,
+    service: ServiceDefinition,
+    implementation: grpc.UntypedServiceImplementation,
+  ): void {
+    const counted: Record<string, ServiceDefinition[string]> = {};
+    for (const [name, method] of Object.entries(service)) {
+      if (!method.path.endsWith(methodSuffix)) {
+        counted[name] = method;
+        continue;
+      }
+      counted[name] = {
+        ...method,
+        requestDeserialize: (buffer: Buffer) => {
+          traffic.modelCalls += 1;
+          traffic.modelRequestBytes += buffer.length;
+          return method.requestDeserialize(buffer) as unknown;
+        },
+        responseSerialize: (value: unknown) => {
+          const buffer = method.responseSerialize(value);
+          traffic.modelResponseBytes += buffer.length;
+          return buffer;
+        },
+      };
+    }
+    original.call(this, counted, implementation);
   };
 }

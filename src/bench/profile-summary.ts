@@ -33,6 +33,8 @@ export interface ProfileSummary {
   busyMs: number;
   functions: ProfileRow[];
   packages: { package: string; self_ms: number; self_pct: number }[];
+  /** Project functions (dist/ or src/) by inclusive time (self + callees), each counted once per stack. */
+  inclusive: ProfileRow[];
 }
 
 const IDLE = '(idle)';
@@ -53,6 +55,10 @@ export function packageOf(url: string): string {
     return parts.slice(0, Math.min(parts.length - 1, 3)).join('/') || url;
   }
   return url;
+}
+
+function isProjectUrl(url: string): boolean {
+  return !url.includes('/node_modules/') && /\/(dist|src)\//.test(url);
 }
 
 function shortLocation(frame: CallFrame): string {
@@ -99,6 +105,42 @@ export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary 
     packages.set(pkg, (packages.get(pkg) ?? 0) + us);
   }
   const busyUs = totalUs - idleUs;
+
+  // Inclusive time: walk the call tree; a function already on the current path (recursion) is not added again.
+  const inclusiveUs = new Map<string, { frame: CallFrame; us: number }>();
+  const subtree = new Map<number, number>();
+  const totalOf = (id: number): number => {
+    const cached = subtree.get(id);
+    if (cached !== undefined) return cached;
+    const node = byId.get(id);
+    let us = selfUs.get(id) ?? 0;
+    for (const child of node?.children ?? []) us += totalOf(child);
+    subtree.set(id, us);
+    return us;
+  };
+  const onPath = new Map<string, number>();
+  const root = profile.nodes[0];
+  const stack: { id: number; entered: boolean }[] =
+    root === undefined ? [] : [{ id: root.id, entered: false }];
+  while (stack.length > 0) {
+    const top = stack.pop() as { id: number; entered: boolean };
+    const node = byId.get(top.id);
+    if (node === undefined) continue;
+    const frame = node.callFrame;
+    const key = `${frame.functionName}|${frame.url}|${frame.lineNumber}`;
+    if (top.entered) {
+      onPath.set(key, (onPath.get(key) ?? 1) - 1);
+      continue;
+    }
+    if (isProjectUrl(frame.url) && (onPath.get(key) ?? 0) === 0) {
+      const entry = inclusiveUs.get(key) ?? { frame, us: 0 };
+      entry.us += totalOf(top.id);
+      inclusiveUs.set(key, entry);
+    }
+    onPath.set(key, (onPath.get(key) ?? 0) + 1);
+    stack.push({ id: top.id, entered: true });
+    for (const child of node.children ?? []) stack.push({ id: child, entered: false });
+  }
   const pct = (us: number): number => (busyUs > 0 ? Math.round((us / busyUs) * 1000) / 10 : 0);
   const ms = (us: number): number => Math.round(us / 100) / 10;
   return {
@@ -106,6 +148,15 @@ export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary 
     idleMs: ms(idleUs),
     busyMs: ms(busyUs),
     functions: [...functions.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map(({ frame, us }) => ({
+        function: frame.functionName || '(anonymous)',
+        location: shortLocation(frame),
+        self_ms: ms(us),
+        self_pct: pct(us),
+      })),
+    inclusive: [...inclusiveUs.values()]
       .sort((a, b) => b.us - a.us)
       .slice(0, top)
       .map(({ frame, us }) => ({
@@ -132,6 +183,10 @@ export function renderProfileSummary(summary: ProfileSummary, title: string): st
     '| self % | self ms | function | location |',
     '| --- | --- | --- | --- |',
     ...summary.functions.map((r) => `| ${r.self_pct} | ${r.self_ms} | ${r.function} | ${r.location} |`),
+    '',
+    '| incl. % | incl. ms | project function (inclusive) | location |',
+    '| --- | --- | --- | --- |',
+    ...summary.inclusive.map((r) => `| ${r.self_pct} | ${r.self_ms} | ${r.function} | ${r.location} |`),
     '',
     '| self % | self ms | package |',
     '| --- | --- | --- |',

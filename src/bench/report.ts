@@ -12,6 +12,10 @@ export interface SweepPoint {
   errors: number;
   /** Gateway's own share per request (end-to-end minus model-server time), when measured. */
   overhead?: LatencySummary;
+  /** CPU time (all threads) the measured server process spent per call: robust to machine-wide load. */
+  server_cpu_ms_per_request?: number;
+  /** Recommend only: CPU time the model server spent per Recommend. */
+  model_server_cpu_ms_per_request?: number;
 }
 
 export interface OpenLoopPoint {
@@ -67,7 +71,15 @@ export interface BenchReport {
     recommend_open_loop: OpenLoopPoint[];
     ingest: IngestFigure[];
   };
-  profiles: Record<string, { file: string; top: ProfileRow[] }>;
+  profiles: Record<
+    string,
+    {
+      file: string;
+      top: ProfileRow[];
+      packages?: { package: string; self_ms: number; self_pct: number }[];
+      inclusive?: ProfileRow[];
+    }
+  >;
   environment: Record<string, unknown>;
   notes: string[];
 }
@@ -188,6 +200,9 @@ export function renderMarkdown(report: BenchReport): string {
       rec === undefined ? 'n/a' : fmt(rec.rps / echo.rps, 3),
       fmt(rec?.overhead?.p50_ms),
       fmt(rec?.overhead?.p99_ms),
+      fmt(echo.server_cpu_ms_per_request, 3),
+      fmt(rec?.server_cpu_ms_per_request, 3),
+      fmt(rec?.model_server_cpu_ms_per_request, 3),
       String((rec?.errors ?? 0) + echo.errors),
     ]);
   }
@@ -205,6 +220,9 @@ export function renderMarkdown(report: BenchReport): string {
         'rec/echo',
         'overhead p50 ms',
         'overhead p99 ms',
+        'echo CPU ms/call',
+        'gateway CPU ms/req',
+        'model srv CPU ms/req',
         'errors',
       ],
       rows,

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { decodeHistogram, summarize } from './histogram.js';
 import { ChildLoadRunner, InProcessLoadRunner, type LoadRunner } from './load-runner.js';
-import { mergeResults, type LoadResult } from './loadgen.js';
+import { mergeResults, type LoadResult, type LoadSpec } from './loadgen.js';
 import { loadMethod, type TargetSpec } from './grpc-target.js';
 import type { IngestLoadSpec } from './ingest-load.js';
 import {
@@ -22,7 +22,7 @@ import {
   RECOMMENDER_SERVICE,
   type IngestEvent,
 } from './automr-client.js';
-import { ServerHost } from './servers.js';
+import { ServerHost, type HostStats } from './servers.js';
 import { benchRetriever } from './retriever-bench.js';
 import { summarizeProfileFile, renderProfileSummary } from './profile-summary.js';
 import {
@@ -310,52 +310,81 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
               responseBytes: echoSizes.response,
             };
       const runRecommend = recommendTarget !== undefined && gateway !== undefined && has('recommend');
+      // One slice of load, with the CPU each server host used and the model traffic it caused.
+      const measure = async (target: TargetSpec, spec: LoadSpec, watched: (ServerHost | undefined)[]) => {
+        const before = await Promise.all(
+          watched.map((h) => (h === undefined ? Promise.resolve(undefined) : h.stats())),
+        );
+        const result = await runner.run(target, spec);
+        const after = await Promise.all(
+          watched.map((h) => (h === undefined ? Promise.resolve(undefined) : h.stats())),
+        );
+        const delta = (i: number, pick: (s: HostStats) => number): number => {
+          const a = after[i];
+          const b = before[i];
+          return a === undefined || b === undefined ? 0 : pick(a) - pick(b);
+        };
+        return { result, delta };
+      };
       for (const concurrency of options.concurrencies) {
         // Alternate short slices of the floor and the gateway (one warmup each, then `rounds` slices).
         const rounds = options.rounds;
         const slice = { ...closed(concurrency), durationMs: Math.round(options.durationMs / rounds) };
         const echoParts: LoadResult[] = [];
         const recParts: LoadResult[] = [];
-        let modelBefore = gateway === undefined || !runRecommend ? undefined : await gateway.stats();
+        const cpu = { echo: 0, gateway: 0, model: 0 };
+        const traffic = { calls: 0, request: 0, response: 0 };
         for (let round = 0; round < rounds; round += 1) {
           const spec = round === 0 ? slice : { ...slice, warmupMs: 0 };
-          if (echoTarget !== undefined) echoParts.push(await runner.run(echoTarget, spec));
+          if (echoTarget !== undefined) {
+            const { result, delta } = await measure(echoTarget, spec, [echo]);
+            echoParts.push(result);
+            cpu.echo += delta(0, (s) => s.cpuUs ?? 0);
+          }
           if (runRecommend && recommendTarget !== undefined) {
-            if (round === 0 && gateway !== undefined) modelBefore = await gateway.stats();
-            recParts.push(await runner.run(recommendTarget, spec));
+            const { result, delta } = await measure(recommendTarget, spec, [gateway, modelServer]);
+            recParts.push(result);
+            cpu.gateway += delta(0, (s) => s.cpuUs ?? 0);
+            cpu.model += delta(1, (s) => s.cpuUs ?? 0);
+            traffic.calls += delta(1, (s) => s.modelCalls);
+            traffic.request += delta(1, (s) => s.modelRequestBytes);
+            traffic.response += delta(1, (s) => s.modelResponseBytes);
           }
         }
+        const perCall = (us: number, calls: number): number | undefined =>
+          calls > 0 ? Math.round((us / calls / 1000) * 1000) / 1000 : undefined;
         if (echoParts.length > 0) {
           const result = mergeResults(echoParts);
-          report.sweep.echo.push(point(concurrency, result));
-          log(`echo c=${concurrency}: ${result.rps.toFixed(0)} rps`);
+          const sweep = point(concurrency, result);
+          const cpuMs = perCall(cpu.echo, result.finished);
+          if (cpuMs !== undefined) sweep.server_cpu_ms_per_request = cpuMs;
+          report.sweep.echo.push(sweep);
+          log(`echo c=${concurrency}: ${result.rps.toFixed(0)} rps, server CPU ${String(cpuMs)} ms/call`);
         }
-        if (recParts.length > 0 && gateway !== undefined && modelBefore !== undefined) {
-          const modelAfter = await gateway.stats();
+        if (recParts.length > 0) {
           const result = mergeResults(recParts);
           const sweep = point(concurrency, result);
+          const gatewayCpu = perCall(cpu.gateway, result.finished);
+          const modelCpu = perCall(cpu.model, result.finished);
+          if (gatewayCpu !== undefined) sweep.server_cpu_ms_per_request = gatewayCpu;
+          if (modelCpu !== undefined) sweep.model_server_cpu_ms_per_request = modelCpu;
           report.sweep.recommend.push(sweep);
           if (result.errors > 0)
             note(`Recommend c=${concurrency}: ${result.errors} errors, e.g. ${result.errorSamples[0] ?? ''}`);
-          const calls = modelAfter.modelCalls - modelBefore.modelCalls;
           if (
             (concurrency === 64 || report.model_bytes_per_request === null) &&
-            calls > 0 &&
+            traffic.calls > 0 &&
             result.finished > 0
           ) {
-            // Host counters cover every slice, warmup included, as does `finished`.
+            // Counters cover every slice, warmup included, as does `finished`.
             report.model_bytes_per_request = {
-              request: Math.round(
-                (modelAfter.modelRequestBytes - modelBefore.modelRequestBytes) / result.finished,
-              ),
-              response: Math.round(
-                (modelAfter.modelResponseBytes - modelBefore.modelResponseBytes) / result.finished,
-              ),
-              calls: Math.round((calls / result.finished) * 100) / 100,
+              request: Math.round(traffic.request / result.finished),
+              response: Math.round(traffic.response / result.finished),
+              calls: Math.round((traffic.calls / result.finished) * 100) / 100,
             };
           }
           log(
-            `recommend c=${concurrency}: ${result.rps.toFixed(0)} rps, p99 ${sweep.latency.p99_ms} ms, overhead p99 ${String(sweep.overhead?.p99_ms)} ms`,
+            `recommend c=${concurrency}: ${result.rps.toFixed(0)} rps, p99 ${sweep.latency.p99_ms} ms, overhead p99 ${String(sweep.overhead?.p99_ms)} ms, gateway CPU ${String(gatewayCpu)} ms/req, model server CPU ${String(modelCpu)} ms/req`,
           );
         }
       }
@@ -452,31 +481,48 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
     // --- profiles (separate runs: the profiler perturbs what it measures) ------------------------------
     if (options.profile && modelServer !== undefined && recommendTarget !== undefined) {
       await mkdir(options.profileDir, { recursive: true });
-      for (const section of ['recommend', 'ingest'] as const) {
-        const name = `gateway-${section}-${runId}.cpuprofile`;
-        const profiled = await startHost(
-          'gateway',
-          gatewayOptions(modelServer.address, await newDataDir(), options),
-          ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${name}`],
-        );
-        const client = new AutoMrClient(profiled.address);
+      const profiled = await startHost(
+        'gateway',
+        gatewayOptions(modelServer.address, await newDataDir(), options),
+      );
+      const client = new AutoMrClient(profiled.address);
+      try {
         await client.waitForReady();
-        if (section === 'recommend') {
-          await client.ingest(
-            seedEvents(userPrefix, options.users, options.eventsPerUser, catalog.items, `${runId}p`),
-            512,
-          );
-          await waitForEncodings(client, [`${userPrefix}0`], 60_000);
-          await runner.run({ ...recommendTarget, address: profiled.address }, closed(64));
-        } else {
-          await runner.ingest(ingestSpec(profiled.address, options, catalog, `${runId}p`, 'closed'));
+        await client.ingest(
+          seedEvents(userPrefix, options.users, options.eventsPerUser, catalog.items, `${runId}p`),
+          512,
+        );
+        await waitForEncodings(client, [`${userPrefix}0`], 60_000);
+        for (const section of ['recommend', 'ingest'] as const) {
+          const file = join(options.profileDir, `gateway-${section}-${runId}.cpuprofile`);
+          const measured = section === 'recommend' ? closed(64) : undefined;
+          if (measured !== undefined)
+            await runner.run(
+              { ...recommendTarget, address: profiled.address },
+              { ...measured, durationMs: 1000 },
+            );
+          await profiled.startProfile();
+          if (measured !== undefined) {
+            await runner.run({ ...recommendTarget, address: profiled.address }, { ...measured, warmupMs: 0 });
+          } else {
+            await runner.ingest({
+              ...ingestSpec(profiled.address, options, catalog, `${runId}p`, 'closed'),
+              warmupMs: 0,
+            });
+          }
+          await profiled.stopProfile(file);
+          const summary = await summarizeProfileFile(file, 12);
+          report.profiles[`gateway ${section} at saturation`] = {
+            file,
+            top: summary.functions,
+            packages: summary.packages,
+            inclusive: summary.inclusive,
+          };
+          log(renderProfileSummary(summary, `gateway ${section} at saturation`));
         }
+      } finally {
         client.close();
         await stopHost(profiled);
-        const file = join(options.profileDir, name);
-        const summary = await summarizeProfileFile(file, 12);
-        report.profiles[`gateway ${section} at saturation`] = { file, top: summary.functions };
-        log(renderProfileSummary(summary, `gateway ${section} at saturation`));
       }
     }
   } finally {

@@ -5,11 +5,12 @@
 import { RpcChild } from './child.js';
 
 export interface HostStats {
-  /** Unary calls this process made to the model server, and the protobuf bytes they carried. */
+  /** ModelInfer calls a model-server host received, and the protobuf bytes they carried. */
   modelCalls: number;
   modelRequestBytes: number;
   modelResponseBytes: number;
-  modelTimeNs: number;
+  /** CPU time of the whole host process (all threads: onnxruntime, lmdb, libuv), user + system, µs. */
+  cpuUs?: number;
 }
 
 export class ServerHost {
@@ -37,6 +38,15 @@ export class ServerHost {
       await host.child.stop(2_000);
       throw error;
     }
+  }
+
+  /** Starts V8's CPU profiler in the host (same profiler and file format as `node --cpu-prof`). */
+  startProfile(): Promise<unknown> {
+    return this.child.request({ type: 'profile-start' });
+  }
+
+  stopProfile(file: string): Promise<unknown> {
+    return this.child.request({ type: 'profile-stop', file });
   }
 
   stats(): Promise<HostStats> {

@@ -44,3 +44,29 @@ void test('packageOf buckets node internals, npm packages (scoped or not) and pr
   assert.equal(packageOf('file:///w/dist/gateway/api/handlers.js'), 'dist/gateway/api');
   assert.equal(packageOf(''), '(native/vm)');
 });
+
+void test('inclusive time of project functions counts callees, and recursion only once', () => {
+  const profile: CpuProfile = {
+    startTime: 0,
+    endTime: 10_000,
+    nodes: [
+      { id: 1, callFrame: frame('(root)', ''), children: [2] },
+      { id: 2, callFrame: frame('handle', 'file:///app/dist/gateway/api/h.js', 1), children: [3, 4] },
+      { id: 3, callFrame: frame('write', 'file:///app/node_modules/lmdb/write.js', 5) },
+      { id: 4, callFrame: frame('handle', 'file:///app/dist/gateway/api/h.js', 1), children: [5] },
+      { id: 5, callFrame: frame('read', 'file:///app/dist/gateway/store.js', 9) },
+    ],
+    samples: [2, 3, 4, 5, 5],
+    timeDeltas: [0, 1000, 1000, 1000, 1000, 1000],
+  };
+  const summary = summarizeProfile(profile);
+  const handle = summary.inclusive.find((r) => r.function === 'handle');
+  const read = summary.inclusive.find((r) => r.function === 'read');
+  assert.equal(handle?.self_ms, 5); // all five samples, the recursive frame not added twice
+  assert.equal(read?.self_ms, 2);
+  assert.equal(
+    summary.inclusive.some((r) => r.function === 'write'),
+    false,
+    'npm packages are not project code',
+  );
+});
