@@ -184,3 +184,52 @@ void test('bad inputs get INVALID_ARGUMENT or REJECTED with a clear message, nev
   const forgetError = await forget('y'.repeat(300)).catch((e: ServiceError) => e);
   assert.equal((forgetError as ServiceError).code, status.INVALID_ARGUMENT);
 });
+
+void test('the same flow over the Redis store (several gateways share it)', async () => {
+  const prefix = `automr-e2e-${process.pid}-${Date.now()}`;
+  const config = defaultConfig({
+    addr: '127.0.0.1:0',
+    memoryStore: process.env.AUTOMR_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    redisPrefix: prefix,
+    modelServer: modelServer.address,
+    bundle: BUNDLE_DIR,
+    metricsPort: 0,
+  });
+  // Two gateways on one Redis: events ingested through one are visible through the other.
+  const [g1, g2] = await Promise.all([
+    startGateway(config, { logger: silentLogger() }),
+    startGateway(config, { logger: silentLogger() }),
+  ]);
+  const [c1, c2] = [client(g1.address), client(g2.address)];
+  try {
+    const catalog = g1.bundle.catalog;
+    const events = Array.from({ length: 40 }, (_, i) => ({
+      event_id: `re-${i}`,
+      user_id: 'redis-user',
+      item_id: catalog[(i * 3) % catalog.length]!.itemId,
+      timestamp_ms: 1_700_000_000_000 + i,
+    }));
+    const [a, b] = await Promise.all([ingest(c1, events.slice(0, 20)), ingest(c2, events.slice(20))]);
+    assert.ok([...a.acks, ...b.acks].every((x) => x.status === 'ACCEPTED'));
+    assert.equal((await ingest(c2, [events[3]!])).acks[0]?.status, 'DUPLICATE');
+    const mem = () =>
+      unary<{ user_id: string }, GetMemoryResponse__Output>(c2.GetMemory.bind(c2), { user_id: 'redis-user' });
+    await waitFor(async () => (await mem()).entries.every((e) => e.encoded), 20_000, 'encoding in Redis');
+    assert.deepEqual(
+      (await mem()).entries.map((e) => e.event_id),
+      events.map((e) => e.event_id),
+    );
+    const rec = await recommend(c1, 'redis-user', 10, 2);
+    assert.equal(rec.items.length, 10);
+    assert.equal(rec.summary?.retrieved.length, 2);
+    const removed = await unary<{ user_id: string }, ForgetUserResponse__Output>(c1.ForgetUser.bind(c1), {
+      user_id: 'redis-user',
+    });
+    assert.equal(removed.removed, 40);
+    assert.deepEqual((await mem()).entries, []);
+  } finally {
+    c1.close();
+    c2.close();
+    await Promise.all([g1.close(), g2.close()]);
+  }
+});
