@@ -168,6 +168,10 @@ export class OnnxExecutor {
     return out;
   }
 
+  alive(): boolean {
+    return this.session.alive();
+  }
+
   async release(): Promise<void> {
     await this.session.release();
   }

@@ -25,6 +25,8 @@ export interface SessionPort {
   readonly inputMetadata: readonly ValueMetadata[];
   readonly outputMetadata: readonly ValueMetadata[];
   run(feeds: Record<string, PlainTensor>, outputs: string[]): Promise<Record<string, PlainTensor>>;
+  /** False once the session can no longer run (its worker died). */
+  alive(): boolean;
   release(): Promise<void>;
 }
 
@@ -64,6 +66,7 @@ export async function inProcessSession(file: string, settings: SessionSettings):
         out[name] = { type: r.type, data: r.data, dims: [...r.dims] };
       return out;
     },
+    alive: () => true,
     release: () => session.release(),
   };
 }
@@ -185,6 +188,7 @@ export async function workerSession(file: string, settings: SessionSettings): Pr
         worker.postMessage({ kind: 'run', id, feeds: sent, outputs }, transfer);
       });
     },
+    alive: () => dead === undefined,
     async release() {
       if (dead === undefined) {
         await new Promise<void>((resolve) => {

@@ -22,6 +22,8 @@ export interface ServedVersion {
   stats: ModelStats;
   /** Runs validated inputs; the batch size is dim 0 for batching models, else 1. */
   infer(inputs: Map<string, Tensor>, batchSize: number, ctx: Context): Promise<Map<string, Tensor>>;
+  /** Whether this version can serve now (its session, or every member of an ensemble, is alive). */
+  healthy(): boolean;
   release(): Promise<void>;
 }
 
@@ -63,6 +65,10 @@ class OnnxVersion implements ServedVersion {
       this.stats.recordRequest(false, batchSize, Number(process.hrtime.bigint() - start));
       throw error;
     }
+  }
+
+  healthy(): boolean {
+    return this.executor.alive();
   }
 
   release(): Promise<void> {
@@ -145,6 +151,18 @@ class EnsembleVersion implements ServedVersion, Executor {
     return result;
   }
 
+  healthy(): boolean {
+    const steps = this.model.config.ensemble_scheduling?.step ?? [];
+    return steps.every((step) => {
+      const v = Number(step.model_version);
+      try {
+        return this.registry.get(step.model_name, v === -1 ? '' : String(v)).healthy();
+      } catch {
+        return false;
+      }
+    });
+  }
+
   release(): Promise<void> {
     return Promise.resolve();
   }
@@ -205,6 +223,11 @@ export class ModelRegistry {
       throw new AppError('NOT_FOUND', `Request for unknown model: '${name}' version ${version} is not found`);
     }
     return v;
+  }
+
+  /** True when every loaded version can serve. */
+  healthy(): boolean {
+    return [...this.models.values()].every((m) => [...m.versions.values()].every((v) => v.healthy()));
   }
 
   async release(): Promise<void> {

@@ -126,7 +126,14 @@ export async function startModelServer(options: ModelServerOptions): Promise<Run
     new AppError('UNAVAILABLE', 'Server is not ready: it is starting or draining');
   const readyModel = (name: string, version: string): ServedVersion => {
     if (!ready) throw notReady();
-    return registry.get(name, version);
+    const served = registry.get(name, version);
+    if (!served.healthy()) {
+      throw new AppError(
+        'UNAVAILABLE',
+        `model '${name}' version ${served.version} is not ready: its runtime stopped`,
+      );
+    }
+    return served;
   };
 
   async function modelInfer(req: ModelInferRequest__Output, metadata: Metadata): Promise<ModelInferResponse> {
@@ -191,12 +198,11 @@ export async function startModelServer(options: ModelServerOptions): Promise<Run
   >;
   const handlers: Handlers = {
     ServerLive: unary(() => ({ live: true })),
-    ServerReady: unary(() => ({ ready })),
+    ServerReady: unary(() => ({ ready: ready && registry.healthy() })),
     ModelReady: unary((req) => {
       if (!ready) return { ready: false };
       try {
-        registry.get(req.name, req.version);
-        return { ready: true };
+        return { ready: registry.get(req.name, req.version).healthy() };
       } catch {
         return { ready: false };
       }
@@ -321,7 +327,7 @@ export async function startModelServer(options: ModelServerOptions): Promise<Run
   return {
     address,
     port,
-    ready: () => ready,
+    ready: () => ready && registry.healthy(),
     inflight: () => inflight,
     drain: (timeoutMs = 10_000) => (closed ??= shutdown(timeoutMs)),
     close: () => {
