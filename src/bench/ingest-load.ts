@@ -36,6 +36,8 @@ export interface IngestLoadSpec {
 export interface IngestLoadResult {
   spec: Omit<IngestLoadSpec, 'items'>;
   acked: number;
+  /** Acks over the whole run, warmup included (to normalise server-side counters). */
+  allAcked: number;
   accepted: number;
   duplicate: number;
   rejected: number;
@@ -68,7 +70,7 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
     'grpc.use_local_subchannel_pool': 1,
   });
   const histogram = createHistogram();
-  const counts = { acked: 0, accepted: 0, duplicate: 0, rejected: 0, errors: 0 };
+  const counts = { acked: 0, allAcked: 0, accepted: 0, duplicate: 0, rejected: 0, errors: 0 };
   const errorSamples: string[] = [];
   const touched = new Set<number>();
   const start = performance.now();
@@ -133,6 +135,7 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
     stream.call.on('data', (ack: Ack) => {
       const now = performance.now();
       stream.outstanding -= 1;
+      counts.allAcked += 1;
       const sent = ack.eventId === undefined ? undefined : stream.sentAt.get(ack.eventId);
       if (sent !== undefined && ack.eventId !== undefined) stream.sentAt.delete(ack.eventId);
       if (sent?.measured === true && sent.at < end) {

@@ -39,6 +39,8 @@ export interface IngestFigure {
   pending_encodings_at_stop?: number;
   /** Time until every sampled user's memory was encoded, after the load stopped. */
   encoding_drain_ms?: number;
+  gateway_cpu_ms_per_event?: number;
+  model_server_cpu_ms_per_event?: number;
 }
 
 export interface TargetCheck {
@@ -289,6 +291,8 @@ export function renderMarkdown(report: BenchReport): string {
           String(f.errors),
           f.pending_encodings_at_stop === undefined ? 'n/a' : String(f.pending_encodings_at_stop),
           fmt(f.encoding_drain_ms, 0),
+          fmt(f.gateway_cpu_ms_per_event, 3),
+          fmt(f.model_server_cpu_ms_per_event, 3),
         ]),
       ),
       '',

@@ -434,7 +434,7 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
 
     // --- ingest: lmdb (the gateway above) and Redis ------------------------------------------------
     if (has('ingest') && gateway !== undefined && modelServer !== undefined) {
-      await benchIngest('lmdb', gateway, runner, options, catalog, report, runId, log);
+      await benchIngest('lmdb', gateway, modelServer, runner, options, catalog, report, runId, log);
       let redisGateway: ServerHost | undefined;
       const prefix = `automr-bench-${runId}`;
       try {
@@ -443,7 +443,7 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
           memoryStore: options.redisUrl,
           redisPrefix: prefix,
         });
-        await benchIngest('redis', redisGateway, runner, options, catalog, report, runId, log);
+        await benchIngest('redis', redisGateway, modelServer, runner, options, catalog, report, runId, log);
       } catch (error) {
         note(`Redis ingest skipped: ${(error as Error).message}`);
       } finally {
@@ -622,6 +622,7 @@ function ingestSpec(
 async function benchIngest(
   store: string,
   gateway: ServerHost,
+  modelServer: ServerHost,
   runner: LoadRunner,
   options: BenchOptions,
   catalog: Catalog,
@@ -632,11 +633,21 @@ async function benchIngest(
   const client = new AutoMrClient(gateway.address);
   try {
     await client.waitForReady();
+    let closedEps = 0;
     for (const mode of ['closed', 'open'] as const) {
-      const spec = ingestSpec(gateway.address, options, catalog, `${runId}-${store}`, mode, 10_000);
+      // Open loop at 80% of this store's closed-loop saturation: ack latency at a sustainable rate.
+      const rate = Math.max(100, Math.round(closedEps * 0.8));
+      const spec = ingestSpec(gateway.address, options, catalog, `${runId}-${store}`, mode, rate);
+      const before = await Promise.all([gateway.stats(), modelServer.stats()]);
       const result = await runner.ingest(spec);
+      const after = await Promise.all([gateway.stats(), modelServer.stats()]);
+      if (mode === 'closed') closedEps = result.eps;
       const sample = Array.from({ length: 10 }, (_, i) => `${spec.userPrefix}${i * 7}`);
       const drain = await waitForEncodings(client, sample, 30_000);
+      const cpuPerEvent = (i: 0 | 1): number | undefined => {
+        const used = (after[i].cpuUs ?? 0) - (before[i].cpuUs ?? 0);
+        return result.allAcked > 0 ? Math.round((used / result.allAcked / 1000) * 1000) / 1000 : undefined;
+      };
       const figure: IngestFigure = {
         store,
         mode: mode === 'closed' ? `closed ${spec.streams}x${spec.window}` : `open ${spec.rate ?? 0}/s`,
@@ -648,10 +659,16 @@ async function benchIngest(
         pending_encodings_at_stop: drain.pendingAtStart,
         ...(drain.drainMs === undefined ? {} : { encoding_drain_ms: drain.drainMs }),
       };
+      const gatewayCpu = cpuPerEvent(0);
+      const modelCpu = cpuPerEvent(1);
+      if (gatewayCpu !== undefined) figure.gateway_cpu_ms_per_event = gatewayCpu;
+      if (modelCpu !== undefined) figure.model_server_cpu_ms_per_event = modelCpu;
       report.sweep.ingest.push(figure);
       if (result.errors + result.rejected > 0)
         report.notes.push(`ingest ${store} ${mode}: ${result.errorSamples.join('; ')}`);
-      log(`ingest ${store} ${figure.mode}: ${figure.eps} events/s, ack p99 ${figure.ack_latency.p99_ms} ms`);
+      log(
+        `ingest ${store} ${figure.mode}: ${figure.eps} events/s, ack p99 ${figure.ack_latency.p99_ms} ms, gateway CPU ${String(gatewayCpu)} ms/event, model server CPU ${String(modelCpu)} ms/event`,
+      );
     }
   } finally {
     client.close();
