@@ -4,9 +4,10 @@
  * to disk, so an acked event survives kill -9 of the process and a power cut.
  *
  * Layout (ordered-binary array keys): ['e', user, timestampMs, seq] → entry, ['i', user, eventId] → seq
- * (idempotency), ['c', user] → last seq. One gateway process owns a data directory; appends of one user are
- * serialised in-process so that the read-modify-write of trimming sees a consistent history, and the
- * idempotency key guards the write itself (`ifNoExists`), so a duplicate can never be stored twice.
+ * (idempotency), ['c', user] → last seq. One gateway process owns a data directory (lmdb's lock allows more
+ * readers, but the sequence numbers are handed out in-process), and the
+ * idempotency key guards the write itself (`ifNoExists`), so a duplicate can never be stored twice. Entries above the
+ * history cap are trimmed right after the commit (so the cap may be exceeded by in-flight appends for a moment).
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -28,7 +29,13 @@ const MAX_TS = Number.MAX_SAFE_INTEGER;
 export class LmdbMemoryStore implements MemoryStore {
   readonly kind = 'lmdb';
   private readonly db: RootDatabase<EntryValue | number, Key>;
+  /** Serialises the read-then-write steps that remove or rewrite entries (trim, vectors, forget) per user. */
   private readonly locks = new KeyedMutex();
+  /** Last arrival sequence per user, ahead of what is committed. */
+  private readonly seqs = new Map<string, number>();
+  /** Appends issued but not yet committed, per user and event id. */
+  private readonly pending = new Map<string, Map<string, Promise<boolean>>>();
+  private readonly forgetting = new Map<string, Promise<number>>();
   private closed = false;
 
   constructor(dataDir: string) {
@@ -44,33 +51,58 @@ export class LmdbMemoryStore implements MemoryStore {
 
   async append(event: NewEvent, maxHistory: number): Promise<AppendResult> {
     this.assertOpen();
-    const { userId: u } = event;
-    const result = await this.locks.run<AppendResult>(u, async () => {
-      const idemKey: Key = ['i', u, event.eventId];
-      if (this.db.get(idemKey) !== undefined) return { status: 'duplicate' };
-      const seq = ((this.db.get(['c', u]) as number | undefined) ?? 0) + 1;
-      const existing = this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] });
-      const drop = existing + 1 - maxHistory;
-      const written = await this.db.ifNoExists(idemKey, () => {
-        void this.db.put(idemKey, seq);
-        void this.db.put(['c', u], seq);
-        void this.db.put(['e', u, event.timestampMs, seq], {
-          id: event.eventId,
-          item: event.itemId,
-          tok: event.token,
-        });
-        if (drop > 0) {
-          // The new event may itself be the oldest; dropping it right away is what the cap means.
-          const keys = [...this.db.getKeys({ start: ['e', u], end: ['e', u, MAX_TS] })];
-          keys.push(['e', u, event.timestampMs, seq]);
-          keys.sort(compareEntryKeys);
-          for (const key of keys.slice(0, drop)) void this.db.remove(key);
-        }
+    const { userId: u, eventId } = event;
+    await this.forgetting.get(u);
+    const idemKey: Key = ['i', u, eventId];
+    let pending = this.pending.get(u);
+    const inFlight = pending?.get(eventId);
+    if (inFlight !== undefined || this.db.get(idemKey) !== undefined) {
+      // A duplicate is acked only once the original is durable, like the original itself.
+      await inFlight?.catch(() => undefined);
+      await this.db.flushed;
+      return { status: 'duplicate' };
+    }
+    // Decided synchronously (one JS thread), so appends of one user never wait for each other's commits;
+    // the write itself is conditional on the idempotency key, and lmdb commits concurrent appends together.
+    const seq = this.nextSeq(u);
+    const write = this.db.ifNoExists(idemKey, () => {
+      void this.db.put(idemKey, seq);
+      void this.db.put(['c', u], seq);
+      void this.db.put(['e', u, event.timestampMs, seq], {
+        id: eventId,
+        item: event.itemId,
+        tok: event.token,
       });
-      return written ? { status: 'accepted', seq } : { status: 'duplicate' };
     });
+    if (pending === undefined) this.pending.set(u, (pending = new Map<string, Promise<boolean>>()));
+    pending.set(eventId, write);
+    let written: boolean;
+    try {
+      written = await write;
+    } finally {
+      pending.delete(eventId);
+      if (pending.size === 0) this.pending.delete(u);
+    }
     await this.db.flushed;
-    return result;
+    if (!written) return { status: 'duplicate' };
+    if (this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] }) > maxHistory) {
+      await this.locks.run(u, () => this.trim(u, maxHistory));
+    }
+    return { status: 'accepted', seq };
+  }
+
+  /** Drops the oldest entries beyond the cap (an event older than all retained ones goes at once). */
+  private async trim(u: string, maxHistory: number): Promise<void> {
+    const keys = [...this.db.getKeys({ start: ['e', u], end: ['e', u, MAX_TS] })];
+    if (keys.length <= maxHistory) return;
+    await Promise.all(keys.slice(0, keys.length - maxHistory).map((key) => this.db.remove(key)));
+    await this.db.flushed;
+  }
+
+  private nextSeq(u: string): number {
+    const seq = (this.seqs.get(u) ?? (this.db.get(['c', u]) as number | undefined) ?? 0) + 1;
+    this.seqs.set(u, seq);
+    return seq;
   }
 
   read(userId: string): Promise<StoredEntry[]> {
@@ -115,7 +147,9 @@ export class LmdbMemoryStore implements MemoryStore {
 
   async forget(userId: string): Promise<number> {
     this.assertOpen();
-    return this.locks.run(userId, async () => {
+    const done = this.locks.run(userId, async () => {
+      await Promise.allSettled([...(this.pending.get(userId)?.values() ?? [])]);
+      this.seqs.delete(userId);
       let removed = 0;
       const writes: Promise<boolean>[] = [];
       for (const prefix of ['e', 'i'] as const) {
@@ -131,6 +165,12 @@ export class LmdbMemoryStore implements MemoryStore {
       await this.db.flushed;
       return removed;
     });
+    this.forgetting.set(userId, done);
+    try {
+      return await done;
+    } finally {
+      if (this.forgetting.get(userId) === done) this.forgetting.delete(userId);
+    }
   }
 
   async *users(): AsyncIterable<string> {
@@ -153,10 +193,4 @@ export class LmdbMemoryStore implements MemoryStore {
   private assertOpen(): void {
     if (this.closed) throw new AppError('UNAVAILABLE', 'memory store is closed', { retryable: true });
   }
-}
-
-function compareEntryKeys(a: Key, b: Key): number {
-  const x = a as number[];
-  const y = b as number[];
-  return (x[2] as number) - (y[2] as number) || (x[3] as number) - (y[3] as number);
 }
