@@ -4,13 +4,13 @@
  * statistics. Ensemble steps run in dependency order; intermediate tensors stay in process and every
  * member call goes through the member's own scheduler, so member requests batch with direct traffic.
  */
-import { context as otelContext, SpanStatusCode, trace, type Context } from '@opentelemetry/api';
+import { SpanStatusCode, trace, type Context } from '@opentelemetry/api';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { Tensor } from '../triton/tensor.js';
 import { OnnxExecutor, type OnnxThreadOptions } from './onnx-model.js';
 import { checkEnsemble, scanRepository, type RepositoryModel } from './repository.js';
-import { ModelScheduler, type Executor } from './scheduler.js';
+import { ModelScheduler } from './scheduler.js';
 import { ModelStats } from './stats.js';
 import { checkInputs } from './validate.js';
 
@@ -76,7 +76,7 @@ class OnnxVersion implements ServedVersion {
   }
 }
 
-class EnsembleVersion implements ServedVersion, Executor {
+class EnsembleVersion implements ServedVersion {
   readonly stats = new ModelStats();
 
   constructor(
@@ -98,10 +98,6 @@ class EnsembleVersion implements ServedVersion, Executor {
       this.stats.recordRequest(false, batchSize, Number(process.hrtime.bigint() - start));
       throw error;
     }
-  }
-
-  run(inputs: Map<string, Tensor>): Promise<Map<string, Tensor>> {
-    return this.runSteps(inputs, otelContext.active());
   }
 
   private async runSteps(inputs: Map<string, Tensor>, ctx: Context): Promise<Map<string, Tensor>> {
