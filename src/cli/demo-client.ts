@@ -34,7 +34,7 @@ const { grpc } = loadRecommenderProto();
 const client = new grpc.automr.v1.Recommender(address, credentials.createInsecure());
 
 // A synthetic user who mostly stays within a few neighbouring catalog rows, with occasional jumps.
-let seed = 12345;
+let seed = [...user].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) % 2 ** 31, 7);
 const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 let row = Math.floor(rand() * bundle.catalog.length);
 const start = Date.now() - count * 60_000;

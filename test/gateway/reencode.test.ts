@@ -15,6 +15,7 @@ import { TritonModelServer } from '../../src/gateway/adapters/triton-model-serve
 import { encKeyOf, windowTokens } from '../../src/gateway/domain/memory.js';
 import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
 import { silentLogger } from '../../src/shared/logger.js';
+import { AppError } from '../../src/shared/errors.js';
 import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, unary, waitFor } from './helpers.js';
 
 let modelServer: RunningModelServer;
@@ -135,5 +136,55 @@ void test('a bundle change re-encodes stale elements in the background and never
   } finally {
     c2.close();
     await gw2.close();
+  }
+});
+
+void test('encoding failures are retried and never lose an event', async () => {
+  const bundle = await loadBundle(BUNDLE_DIR);
+  const triton = new TritonModelServer({ address: modelServer.address, bundle });
+  let failures = 0;
+  const flaky = {
+    ready: (s?: AbortSignal) => triton.ready(s),
+    encode: (prompts: number[][], s?: AbortSignal) => {
+      if (failures < 3) {
+        failures++;
+        return Promise.reject(new AppError('UNAVAILABLE', 'model server restarting', { retryable: true }));
+      }
+      return triton.encode(prompts, s);
+    },
+    recommend: (p: number[], m: Float32Array[], s?: AbortSignal) => triton.recommend(p, m, s),
+    close: () => triton.close(),
+  };
+  const dir = tempDir('automr-flaky-');
+  const gw = await startGateway(
+    defaultConfig({ addr: '127.0.0.1:0', dataDir: dir, bundle: BUNDLE_DIR, metricsPort: 0 }),
+    { logger: silentLogger(), modelServer: flaky, bundle },
+  );
+  const c = client(gw.address);
+  try {
+    const events = Array.from({ length: 12 }, (_, i) => ({
+      event_id: `f${i}`,
+      user_id: 'flaky-user',
+      item_id: bundle.catalog[i]!.itemId,
+      timestamp_ms: 1_700_000_000_000 + i,
+    }));
+    const { acks } = await ingest(c, events);
+    assert.ok(
+      acks.length === 12 && acks.every((a) => a.status === 'ACCEPTED'),
+      'acks do not wait for encoding',
+    );
+    const mem = () =>
+      unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), { user_id: 'flaky-user' });
+    await waitFor(
+      async () => (await mem()).entries.every((e) => e.encoded),
+      15_000,
+      'encoding after retries',
+    );
+    assert.equal(failures, 3);
+    assert.equal((await mem()).entries.length, 12);
+  } finally {
+    c.close();
+    await gw.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -154,6 +154,9 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
       call.on('error', () => {
         failed = true;
       });
+      call.on('cancelled', () => {
+        failed = true;
+      });
     },
 
     Recommend(call: ServerWritableStream<RecommendRequest__Output, RecommendResponse>) {
