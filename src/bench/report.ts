@@ -54,6 +54,9 @@ export interface BenchReport {
   echo_rps: number | null;
   recommend_rps: number | null;
   recommend_to_echo_ratio: number | null;
+  /** The model server alone at c=64 (the ceiling for Recommend on this machine) and Recommend's share of it. */
+  model_server_rps: number | null;
+  recommend_to_model_server_ratio: number | null;
   overhead_p50_ms: number | null;
   overhead_p99_ms: number | null;
   ingest_eps: number | null;
@@ -98,6 +101,8 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     echo_rps: null,
     recommend_rps: null,
     recommend_to_echo_ratio: null,
+    model_server_rps: null,
+    recommend_to_model_server_ratio: null,
     overhead_p50_ms: null,
     overhead_p99_ms: null,
     ingest_eps: null,
@@ -128,6 +133,9 @@ export function finalizeReport(report: BenchReport): BenchReport {
   report.echo_rps = echo === undefined ? null : Math.round(echo.rps);
   report.recommend_rps = recommend === undefined ? null : Math.round(recommend.rps);
   report.recommend_to_echo_ratio = ratio(report.recommend_rps, report.echo_rps);
+  const model = at64(report.sweep.model_server);
+  report.model_server_rps = model === undefined ? null : Math.round(model.rps);
+  report.recommend_to_model_server_ratio = ratio(report.recommend_rps, report.model_server_rps);
   const c1 = report.sweep.recommend.find((p) => p.concurrency === 1);
   report.overhead_p50_ms = c1?.overhead?.p50_ms ?? null;
   report.overhead_p99_ms = c1?.overhead?.p99_ms ?? null;
@@ -306,6 +314,10 @@ export function renderMarkdown(report: BenchReport): string {
   for (const [store, bytes] of Object.entries(report.bytes_per_user)) {
     extras.push([`bytes per user (${store})`, fmt(bytes, 0)]);
   }
+  extras.push([
+    'Recommend / model server alone at c=64',
+    `${fmt(report.recommend_rps, 0)} / ${fmt(report.model_server_rps, 0)} = ${fmt(report.recommend_to_model_server_ratio, 3)}`,
+  ]);
   if (report.model_bytes_per_request !== null) {
     const m = report.model_bytes_per_request;
     extras.push([

@@ -47,6 +47,9 @@ export interface BenchOptions {
   sections: Set<string>;
   /** Alternating floor/gateway slices per concurrency (drift on a shared machine hits both alike). */
   rounds: number;
+  /** Ingest load shape: open streams and events outstanding per stream (closed loop). */
+  ingestStreams: number;
+  ingestWindow: number;
   /** Users seeded for the Recommend load, and events each. */
   users: number;
   eventsPerUser: number;
@@ -69,6 +72,8 @@ export function defaultOptions(quick: boolean): BenchOptions {
     bundleDir: resolve(REPO_ROOT, 'bundle'),
     sections: new Set(ALL_SECTIONS),
     rounds: quick ? 3 : 5,
+    ingestStreams: 4,
+    ingestWindow: 64,
     users: quick ? 200 : 1000,
     eventsPerUser: 20,
   };
@@ -606,8 +611,8 @@ function ingestSpec(
     includeDirs: [PROTO_ROOT],
     service: RECOMMENDER_SERVICE,
     method: 'Ingest',
-    streams: 4,
-    window: 64,
+    streams: options.ingestStreams,
+    window: options.ingestWindow,
     ...(mode === 'open' ? { rate: rate ?? 10_000 } : {}),
     warmupMs: options.warmupMs,
     durationMs: options.durationMs,

@@ -18,6 +18,8 @@ const HELP = `Usage: npm run bench -- [options]
   --duration-ms N         measured time per point (default 10000, quick 3000)
   --warmup-ms N           warmup per point (default 2000, quick 1000)
   --users N               users seeded for the Recommend load
+  --ingest-streams N      Ingest streams (default 4)
+  --ingest-window N       events outstanding per Ingest stream (default 64)
   --rounds N              alternating echo/gateway slices per concurrency (default 5, quick 3)
   --loadgen child|inprocess  where the load generator runs (default child)
   --profile               also profile the gateway at saturation (node --cpu-prof)
@@ -45,6 +47,8 @@ async function main(): Promise<number> {
       'warmup-ms': { type: 'string' },
       users: { type: 'string' },
       rounds: { type: 'string' },
+      'ingest-streams': { type: 'string' },
+      'ingest-window': { type: 'string' },
       loadgen: { type: 'string' },
       profile: { type: 'boolean', default: false },
       'profile-dir': { type: 'string' },
@@ -78,6 +82,8 @@ async function main(): Promise<number> {
     options.durationMs = list(values['duration-ms'])[0] ?? options.durationMs;
   if (values['warmup-ms'] !== undefined) options.warmupMs = Number(values['warmup-ms']);
   if (values.rounds !== undefined) options.rounds = list(values.rounds)[0] ?? options.rounds;
+  if (values['ingest-streams'] !== undefined) options.ingestStreams = list(values['ingest-streams'])[0] ?? 4;
+  if (values['ingest-window'] !== undefined) options.ingestWindow = list(values['ingest-window'])[0] ?? 64;
   if (values.users !== undefined) options.users = list(values.users)[0] ?? options.users;
   if (values.loadgen !== undefined) {
     if (values.loadgen !== 'child' && values.loadgen !== 'inprocess')
