@@ -4,6 +4,7 @@
  * run, because absolute numbers on a shared 2-core machine drift from run to run.
  */
 import type { LatencySummary } from './histogram.js';
+import type { StoreFloorFigure } from './store-floor.js';
 
 export interface SweepPoint {
   concurrency: number;
@@ -65,6 +66,9 @@ export interface BenchReport {
   retriever_p50_us: number | null;
   retriever_p99_us: number | null;
   bytes_per_user: Record<string, number>;
+  /** lmdb alone with the gateway's durable append pattern, same outstanding appends as the Ingest load. */
+  store_floor: StoreFloorFigure | null;
+  ingest_to_store_floor_ratio: number | null;
   model_bytes_per_request: { request: number; response: number; calls: number } | null;
   message_bytes: { request: number; response: number } | null;
   targets: TargetCheck[];
@@ -111,6 +115,8 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     retriever_p50_us: null,
     retriever_p99_us: null,
     bytes_per_user: {},
+    store_floor: null,
+    ingest_to_store_floor_ratio: null,
     model_bytes_per_request: null,
     message_bytes: null,
     targets: [],
@@ -144,6 +150,7 @@ export function finalizeReport(report: BenchReport): BenchReport {
   report.ingest_eps = lmdbClosed === undefined ? null : Math.round(lmdbClosed.eps);
   report.ingest_redis_eps = redisClosed === undefined ? null : Math.round(redisClosed.eps);
   report.ingest_p99_ms = lmdbClosed?.ack_latency.p99_ms ?? null;
+  report.ingest_to_store_floor_ratio = ratio(report.ingest_eps, report.store_floor?.eps ?? null);
 
   const check = (
     name: string,
@@ -180,6 +187,9 @@ export function renderMarkdown(report: BenchReport): string {
     typeof value === 'string' || typeof value === 'number' ? String(value) : '?';
   out.push(
     `## AutoMR gateway benchmark (${str(env.mode)}, ${str(env.cpus)} CPUs, node ${str(env.node)}, load generator: ${str(env.loadgen)})`,
+    '',
+    `Machine load average (1/5/15 min) at start ${JSON.stringify(env.loadavg_at_start ?? null)}, at end ${JSON.stringify(env.loadavg_at_end ?? null)}; ` +
+      'throughput on an oversubscribed machine follows the CPU share each process gets, so read the ratios and the CPU-per-request columns first.',
     '',
   );
   out.push(
@@ -311,6 +321,14 @@ export function renderMarkdown(report: BenchReport): string {
     'retriever p50 / p99 (us, 90 elements)',
     `${fmt(report.retriever_p50_us, 1)} / ${fmt(report.retriever_p99_us, 1)}`,
   ]);
+  if (report.store_floor !== null) {
+    const f = report.store_floor;
+    extras.push([
+      `ingest floor: lmdb alone, ${f.outstanding} outstanding (events/s, ack p99 ms, CPU ms/event)`,
+      `${f.eps} / ${fmt(f.ack_latency.p99_ms)} / ${fmt(f.cpu_ms_per_event, 3)}`,
+    ]);
+    extras.push(['ingest (lmdb, closed) / ingest floor', fmt(report.ingest_to_store_floor_ratio, 3)]);
+  }
   for (const [store, bytes] of Object.entries(report.bytes_per_user)) {
     extras.push([`bytes per user (${store})`, fmt(bytes, 0)]);
   }

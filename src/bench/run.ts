@@ -24,6 +24,7 @@ import {
 } from './automr-client.js';
 import { ServerHost, type HostStats } from './servers.js';
 import { benchRetriever } from './retriever-bench.js';
+import { benchStoreFloor } from './store-floor.js';
 import { summarizeProfileFile, renderProfileSummary } from './profile-summary.js';
 import {
   emptyReport,
@@ -55,7 +56,16 @@ export interface BenchOptions {
   eventsPerUser: number;
 }
 
-export const ALL_SECTIONS = ['echo', 'recommend', 'model', 'open', 'ingest', 'retriever', 'memory'] as const;
+export const ALL_SECTIONS = [
+  'echo',
+  'recommend',
+  'model',
+  'open',
+  'ingest',
+  'store',
+  'retriever',
+  'memory',
+] as const;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -455,6 +465,19 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
         if (redisGateway !== undefined) await stopHost(redisGateway);
         await deleteRedisPrefix(options.redisUrl, prefix).catch(() => undefined);
       }
+    }
+
+    // --- the ingest floor: lmdb alone with the gateway's durable write pattern ------------------------
+    if (has('store')) {
+      const floor = await benchStoreFloor(
+        options.ingestStreams * options.ingestWindow,
+        options.quick ? 2_000 : 10_000,
+        options.durationMs,
+      );
+      report.store_floor = floor;
+      log(
+        `store floor (lmdb alone, ${floor.outstanding} outstanding): ${floor.eps} events/s, ack p99 ${floor.ack_latency.p99_ms} ms`,
+      );
     }
 
     // --- memory: bytes per user at full history ------------------------------------------------------
