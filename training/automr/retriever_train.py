@@ -160,3 +160,49 @@ def train_default_retriever(
     vs = score_memory(model, prep, mem, vv, progress=progress, desc="labels valid")
     ret, _ = train_retriever(mem, tv, make_labels(ts, delta, tau), vv, vs, cfg or RetrieverConfig(seed=seed), log=lambda *_: None)
     return ret
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Trains the retriever of the committed default bundle and swaps it in (manifest retriever.kind = "trained").
+
+        cd training && /usr/bin/python3 -m automr.retriever_train --checkpoint ../out/default/model.pt --bundle ../bundle
+
+    The checkpoint must be the model the bundle was exported from (`automr.cli bundle` saves it); the manifest's
+    model_version is checked against the checkpoint's weights so a retriever never lands beside another model.
+    """
+    import argparse
+    import json
+    import os
+
+    from .cli import DEFAULT_SYNTHETIC
+    from .export import replace_retriever, weights_hash
+    from .model import load_model
+    from .synthetic import synthetic
+
+    ap = argparse.ArgumentParser(prog="automr.retriever_train")
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--bundle", required=True, help="bundle folder holding manifest.json")
+    ap.add_argument("--dataset", default=None, help="dataset folder the model was trained on (default: the bundle's synthetic data)")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    model = load_model(a.checkpoint)
+    manifest = json.load(open(os.path.join(a.bundle, "manifest.json")))
+    if manifest["model_version"] != weights_hash(model)[:16]:
+        raise SystemExit(f"{a.checkpoint} is not the model of {a.bundle} (model_version {manifest['model_version']})")
+    if a.dataset:
+        from .data import load_dataset
+
+        prep = load_dataset(a.dataset)
+    else:
+        prep = synthetic(**DEFAULT_SYNTHETIC)
+    if prep.fingerprint != manifest["training_data"]["fingerprint"]:
+        raise SystemExit("dataset fingerprint differs from the bundle's training data")
+    ret = train_default_retriever(model, prep, progress=True)
+    m = replace_retriever(a.bundle, ret)
+    print(f"retriever trained and written to {a.bundle} (kind {m['retriever']['kind']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
