@@ -195,6 +195,8 @@ def prepare(
 
 def time_split(seqs: list[np.ndarray], times: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Global time split over all interactions, ties broken by (user, position) for determinism."""
+    if not seqs:
+        return {k: np.zeros((0, 2), dtype=np.int64) for k in ("train", "valid", "test")}
     us = np.concatenate([np.full(len(s), u, dtype=np.int64) for u, s in enumerate(seqs)])
     ps = np.concatenate([np.arange(len(s), dtype=np.int64) for s in seqs])
     ts = np.concatenate(times).astype(np.int64)

@@ -159,7 +159,8 @@ class RecModel(nn.Module):
             x = blk(x, allowed)
         return x, gather_rows(x, last_index(attention_mask))
 
-    def upper_logits(self, hidden: Tensor, attention_mask: Tensor, memory: Tensor, memory_mask: Tensor) -> Tensor:
+    def _upper_run(self, hidden: Tensor, attention_mask: Tensor, memory: Tensor, memory_mask: Tensor) -> Tensor:
+        """States after the last block over [memory (k), prompt (T)]: [B, k+T, d]."""
         mm = memory_mask.bool()
         memory = memory.masked_fill(~mm.unsqueeze(-1), 0.0)  # NaN/inf in a masked slot cannot leak
         k = memory.shape[1]
@@ -174,8 +175,17 @@ class RecModel(nn.Module):
         x = torch.cat([memory, hidden], dim=1)
         for blk in self.blocks[self.cfg.split_layer :]:
             x = blk(x, allowed)
-        h = gather_rows(x, last_index(attention_mask) + k)
-        return self.logits_from_state(h)
+        return x
+
+    def upper_logits(self, hidden: Tensor, attention_mask: Tensor, memory: Tensor, memory_mask: Tensor) -> Tensor:
+        """Logits [B, n_items] at the last real prompt position."""
+        x = self._upper_run(hidden, attention_mask, memory, memory_mask)
+        return self.logits_from_state(gather_rows(x, last_index(attention_mask) + memory.shape[1]))
+
+    def upper_logits_all(self, hidden: Tensor, attention_mask: Tensor, memory: Tensor, memory_mask: Tensor) -> Tensor:
+        """Logits [B, T, n_items] at every prompt position (training: every position predicts its next item)."""
+        x = self._upper_run(hidden, attention_mask, memory, memory_mask)
+        return self.logits_from_state(x[:, memory.shape[1] :])
 
     def upper(self, hidden: Tensor, attention_mask: Tensor, memory: Tensor, memory_mask: Tensor) -> Tensor:
         """-> log_probs [B, n_items]; memory [B,k,d] with memory_mask [B,k] (k >= 1)."""

@@ -1,0 +1,182 @@
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from automr.data import make_prompt_batch
+from automr.export import export_bundle
+from automr.retriever import Retriever, export_retriever, identity_retriever
+from ort import ort_run
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def parse_config(path):
+    """Minimal reader for the config.pbtxt files we write: name, platform, max_batch_size, tensors, steps."""
+    text = open(path).read()
+    cfg = {
+        "name": re.search(r'^name: "([^"]+)"', text, re.M).group(1),
+        "platform": re.search(r'^platform: "([^"]+)"', text, re.M).group(1),
+        "max_batch_size": int(re.search(r"^max_batch_size: (\d+)", text, re.M).group(1)),
+        "dynamic_batching": "dynamic_batching" in text,
+    }
+    for kind in ("input", "output"):
+        block = re.search(rf"^{kind} \[\n(.*?)\n\]", text, re.M | re.S).group(1)
+        cfg[kind] = {
+            m.group(1): (m.group(2), [int(d) for d in m.group(3).split(",")])
+            for m in re.finditer(r'name: "([^"]+)"\s+data_type: (\w+)\s+dims: \[ ([^\]]+) \]', block)
+        }
+    cfg["steps"] = [
+        {
+            "model": m.group(1),
+            "input_map": dict(re.findall(r'input_map \{ key: "([^"]+)" value: "([^"]+)" \}', m.group(2))),
+            "output_map": dict(re.findall(r'output_map \{ key: "([^"]+)" value: "([^"]+)" \}', m.group(2))),
+        }
+        for m in re.finditer(r'model_name: "([^"]+)"(.*?)\n    \}', text, re.S)
+    ]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_synth, tiny_trained):
+    model, _ = tiny_trained
+    out = tmp_path_factory.mktemp("bundle")
+    manifest = export_bundle(model, tiny_synth, str(out))
+    return model, str(out), manifest
+
+
+def check_repository(repo, d, n_items, kmax):
+    assert sorted(os.listdir(repo)) == ["automr_recommend", "llm_lower", "llm_upper"]
+    lower = parse_config(os.path.join(repo, "llm_lower", "config.pbtxt"))
+    upper = parse_config(os.path.join(repo, "llm_upper", "config.pbtxt"))
+    ens = parse_config(os.path.join(repo, "automr_recommend", "config.pbtxt"))
+    for cfg in (lower, upper):
+        assert cfg["platform"] == "onnxruntime_onnx" and cfg["max_batch_size"] > 0 and cfg["dynamic_batching"]
+    assert os.path.isfile(os.path.join(repo, "llm_lower", "1", "model.onnx"))
+    assert os.path.isfile(os.path.join(repo, "llm_upper", "1", "model.onnx"))
+    assert os.path.isdir(os.path.join(repo, "automr_recommend", "1"))
+    assert lower["input"] == {"input_ids": ("TYPE_INT64", [-1]), "attention_mask": ("TYPE_INT64", [-1])}
+    assert lower["output"] == {"hidden": ("TYPE_FP32", [-1, d]), "query": ("TYPE_FP32", [d])}
+    assert upper["input"]["memory"] == ("TYPE_FP32", [-1, d]) and upper["input"]["memory_mask"] == ("TYPE_INT64", [-1])
+    assert upper["output"] == {
+        "log_probs": ("TYPE_FP32", [n_items]),
+        "top_ids": ("TYPE_INT64", [kmax]),
+        "top_scores": ("TYPE_FP32", [kmax]),
+    }
+    # Ensemble: its tensors and step maps agree with the member models' configs.
+    assert ens["platform"] == "ensemble" and ens["max_batch_size"] > 0
+    assert [s["model"] for s in ens["steps"]] == ["llm_lower", "llm_upper"]
+    members = {"llm_lower": lower, "llm_upper": upper}
+    produced = dict(ens["input"])
+    for step in ens["steps"]:
+        member = members[step["model"]]
+        assert set(step["input_map"]) == set(member["input"])
+        for key, value in step["input_map"].items():
+            assert value in produced
+            assert produced[value] == member["input"][key]
+        for key, value in step["output_map"].items():
+            produced[value] = member["output"][key]
+    for name, spec in ens["output"].items():
+        assert produced[name] == spec
+
+
+def test_repository_layout_and_configs(exported, tiny_synth):
+    model, out, manifest = exported
+    check_repository(os.path.join(out, "triton-models"), model.cfg.d_model, tiny_synth.n_items, 100)
+    assert sorted(os.listdir(os.path.join(out, "bundle"))) == ["manifest.json", "retriever.onnx"]
+    on_disk = json.load(open(os.path.join(out, "bundle", "manifest.json")))
+    assert on_disk == manifest
+    assert manifest["model_repository"] == "../triton-models" and manifest["top_k"] == 100
+    assert manifest["split_layer"] == model.cfg.split_layer and manifest["d_model"] == model.cfg.d_model
+    assert manifest["training_data"]["fingerprint"] == tiny_synth.fingerprint
+    assert [c["token"] for c in manifest["catalog"]] == list(range(3, 3 + tiny_synth.n_items))
+    assert manifest["catalog"][5]["item_id"] == tiny_synth.catalog_ids[5]
+    assert manifest["retriever"]["kind"] == "identity"
+
+
+def test_onnx_parity_lower_upper(exported, tiny_synth):
+    model, out, _ = exported
+    repo = os.path.join(out, "triton-models")
+    rows = np.array([[0, 1], [1, 7], [2, 30], [3, 12], [4, 3]], dtype=np.int64)
+    ids, mask = make_prompt_batch(tiny_synth, rows)
+    lo = ort_run(os.path.join(repo, "llm_lower", "1", "model.onnx"), {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    with torch.no_grad():
+        hidden, query = model.lower(ids, mask)
+    assert np.abs(lo["hidden"] - hidden.numpy()).max() <= 1e-4
+    assert np.abs(lo["query"] - query.numpy()).max() <= 1e-4
+    d = model.cfg.d_model
+    for k in (1, 5):
+        rng = np.random.default_rng(k)
+        mem = rng.standard_normal((5, k, d)).astype(np.float32)
+        mm = (rng.random((5, k)) < 0.5).astype(np.int64)
+        mm[0] = 0
+        mem_poisoned = mem.copy()
+        mem_poisoned[mm == 0] = np.nan
+        up = ort_run(
+            os.path.join(repo, "llm_upper", "1", "model.onnx"),
+            {"hidden": lo["hidden"], "attention_mask": mask.numpy(), "memory": mem_poisoned, "memory_mask": mm},
+        )
+        with torch.no_grad():
+            ref = model.upper(torch.from_numpy(lo["hidden"]), mask, torch.from_numpy(mem), torch.from_numpy(mm))
+            full = model(ids, mask)
+        assert not np.isnan(up["log_probs"]).any()
+        assert np.abs(up["log_probs"] - ref.numpy()).max() <= 1e-4
+        # Row 0 has all memory masked: equals the unsplit model.
+        assert np.abs(up["log_probs"][0] - full[0].numpy()).max() <= 1e-4
+        assert up["top_ids"].shape == (5, 100) and up["top_scores"].shape == (5, 100)
+        assert np.array_equal(up["top_scores"], np.take_along_axis(up["log_probs"], up["top_ids"] - 3, axis=1))
+        assert np.all(np.diff(up["top_scores"], axis=1) <= 0)
+        assert np.array_equal(up["top_ids"][:, 0], up["log_probs"].argmax(1) + 3)
+
+
+def test_retriever_identity_is_semantic_retrieval_and_exports(tmp_path):
+    d = 16
+    r = identity_retriever(d)
+    q = torch.randn(3, d)
+    assert torch.equal(r.mlp(q), q)
+    mem = torch.randn(3, 6, d)
+    mm = torch.tensor([[1, 1, 0, 1, 0, 0], [0] * 6, [1] * 6])
+    with torch.no_grad():
+        s = r(q, mem, mm)
+    assert torch.equal(s[1], torch.zeros(6)) and torch.equal(s[0][mm[0] == 0], torch.zeros(3))
+    assert torch.allclose(s[0].sum(), torch.tensor(1.0)) and torch.allclose(s[2].sum(), torch.tensor(1.0))
+    expect = torch.softmax((mem[0, [0, 1, 3]] @ q[0]), 0)
+    assert torch.allclose(s[0][[0, 1, 3]], expect, atol=1e-6)
+    path = str(tmp_path / "retriever.onnx")
+    export_retriever(r, path)
+    poisoned = mem.clone()
+    poisoned[mm == 0] = float("nan")
+    out = ort_run(path, {"query": q.numpy(), "memory": poisoned.numpy(), "memory_mask": mm.numpy()})
+    assert np.abs(out["scores"] - s.numpy()).max() <= 1e-5
+    # A trained (non-identity) retriever exports with the same graph.
+    torch.manual_seed(0)
+    t = Retriever(d).eval()
+    export_retriever(t, path)
+    out = ort_run(path, {"query": q.numpy(), "memory": mem.numpy(), "memory_mask": mm.numpy()})
+    with torch.no_grad():
+        assert np.abs(out["scores"] - t(q, mem, mm).numpy()).max() <= 1e-5
+
+
+def test_committed_default_bundle_is_consistent():
+    manifest = json.load(open(os.path.join(ROOT, "bundle", "manifest.json")))
+    repo = os.path.normpath(os.path.join(ROOT, "bundle", manifest["model_repository"]))
+    n_items, d = len(manifest["catalog"]), manifest["d_model"]
+    check_repository(repo, d, n_items, manifest["top_k"])
+    assert manifest["training_data"]["name"] == "synthetic" and n_items >= 200 and manifest["top_k"] == 100
+    ids = np.array([[0, 0, 1, 3, 4], [1, 5, 6, 7, 8]], dtype=np.int64)
+    mask = (ids != 0).astype(np.int64)
+    out = ort_run(os.path.join(repo, "llm_lower", "1", "model.onnx"), {"input_ids": ids, "attention_mask": mask})
+    assert out["hidden"].shape == (2, 5, d) and out["query"].shape == (2, d)
+    up = ort_run(
+        os.path.join(repo, "llm_upper", "1", "model.onnx"),
+        {"hidden": out["hidden"], "attention_mask": mask, "memory": out["query"][:, None], "memory_mask": np.ones((2, 1), np.int64)},
+    )
+    assert up["log_probs"].shape == (2, n_items) and np.allclose(np.exp(up["log_probs"]).sum(1), 1, atol=1e-4)
+    r = ort_run(
+        os.path.join(ROOT, "bundle", "retriever.onnx"),
+        {"query": out["query"], "memory": np.stack([out["query"]] * 3, 1), "memory_mask": np.array([[1, 1, 0], [0, 0, 0]])},
+    )
+    assert np.allclose(r["scores"], [[0.5, 0.5, 0], [0, 0, 0]], atol=1e-6)
