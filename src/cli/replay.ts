@@ -13,9 +13,10 @@ const HELP = `Usage: npm run replay -- --dataset DIR --bundle DIR --targets FILE
   --targets FILE      <out stem>-test-targets.json written by the pipeline
   --addr HOST:PORT    replay against a running gateway instead of starting one
   --store lmdb|URL    memory store of the started gateway (default lmdb)
-  --concurrency N     users replayed in parallel (default 4)
+  --concurrency N     users replayed in parallel (default 8)
   --limit-users N     replay only the first N users (a smoke check; parity is not judged)
   --top-n N           items requested per Recommend (default 100, capped at the bundle's top_k)
+  --max-history N     history kept per user by the started gateway (default: the gateway's own default)
   --out FILE          also write the JSON report`;
 
 async function main(): Promise<number> {
@@ -26,9 +27,10 @@ async function main(): Promise<number> {
       targets: { type: 'string' },
       addr: { type: 'string' },
       store: { type: 'string', default: 'lmdb' },
-      concurrency: { type: 'string', default: '4' },
+      concurrency: { type: 'string', default: '8' },
       'limit-users': { type: 'string' },
       'top-n': { type: 'string', default: '100' },
+      'max-history': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -49,9 +51,10 @@ async function main(): Promise<number> {
     targetsFile: values.targets,
     ...(values.addr === undefined ? {} : { address: values.addr }),
     store: values.store ?? 'lmdb',
-    concurrency: Number(values.concurrency ?? 4),
+    concurrency: Number(values.concurrency ?? 8),
     ...(values['limit-users'] === undefined ? {} : { limitUsers: Number(values['limit-users']) }),
     topN: Number(values['top-n'] ?? 100),
+    ...(values['max-history'] === undefined ? {} : { maxHistory: Number(values['max-history']) }),
     memoryK: 1,
     userPrefix: `replay-${randomBytes(3).toString('hex')}-`,
     encodingWaitMs: 5_000,

@@ -36,6 +36,8 @@ export interface ReplayOptions {
   topN: number;
   memoryK: number;
   userPrefix: string;
+  /** History kept per user by a started gateway (its `--max-history`); undefined = the gateway's default. */
+  maxHistory?: number;
   /** How long to wait for a user's memory to be fully encoded before a Recommend counts. */
   encodingWaitMs: number;
   log: (message: string) => void;
@@ -149,7 +151,8 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
         bundle: resolve(options.bundleDir),
         memoryStore: options.store,
         redisPrefix: `automr-replay-${randomBytes(4).toString('hex')}`,
-        logLevel: 'warn',
+        logLevel: 'error',
+        ...(options.maxHistory === undefined ? {} : { maxHistory: options.maxHistory }),
       });
       hosts.push(gateway);
       address = gateway.address;
