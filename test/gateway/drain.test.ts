@@ -2,12 +2,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { credentials, type Client, type ClientReadableStream } from '@grpc/grpc-js';
-import { loadRecommenderProto } from '../../src/gateway/api/proto.js';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import type { IngestAck__Output } from '../../src/generated/automr/v1/IngestAck.js';
-import { BUNDLE_DIR, client, MODELS_DIR, spawnGateway, tempDir } from './helpers.js';
+import { BUNDLE_DIR, client, healthClient, MODELS_DIR, spawnGateway, tempDir } from './helpers.js';
 
 let modelServer: RunningModelServer;
 let dataDir: string;
@@ -25,10 +23,6 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-type HealthClient = Client & {
-  Watch(req: { service: string }): ClientReadableStream<{ status: string }>;
-};
-
 void test('SIGTERM drains: NOT_SERVING, in-flight stream completes, exit 0', async () => {
   const gw = await spawnGateway({
     AUTOMR_DATA_DIR: dataDir,
@@ -36,56 +30,56 @@ void test('SIGTERM drains: NOT_SERVING, in-flight stream completes, exit 0', asy
     AUTOMR_BUNDLE: BUNDLE_DIR,
     AUTOMR_DRAIN_TIMEOUT_MS: '5000',
   });
-  const { grpc } = loadRecommenderProto();
-  const HealthCtor = (
-    grpc as unknown as { grpc: { health: { v1: { Health: new (a: string, c: unknown) => HealthClient } } } }
-  ).grpc.health.v1.Health;
-  const health = new HealthCtor(gw.address, credentials.createInsecure());
-  const statuses: string[] = [];
-  const watch = health.Watch({ service: 'automr.v1.Recommender' });
-  const sawNotServing = new Promise<void>((resolve) => {
-    watch.on('data', (m: { status: string }) => {
-      statuses.push(m.status);
-      if (statuses.includes('SERVING') && m.status === 'NOT_SERVING') resolve();
-    });
-  });
-  watch.on('error', () => undefined);
-  const serving = new Promise<void>((resolve) => {
-    const check = () => (statuses.includes('SERVING') ? resolve() : setTimeout(check, 20));
-    check();
-  });
-  await serving;
-
-  const c = client(gw.address);
-  const acks: IngestAck__Output[] = [];
-  const call = c.Ingest();
-  const done = new Promise<string>((resolve) => {
-    call.on('data', (a: IngestAck__Output) => acks.push(a));
-    call.on('end', () => resolve('end'));
-    call.on('error', (e: Error) => resolve(`error ${e.message}`));
-  });
-  const send = (from: number, to: number) => {
-    for (let i = from; i < to; i++)
-      call.write({
-        event_id: `s${i}`,
-        user_id: 'drain-user',
-        item_id: '002',
-        timestamp_ms: 1_700_000_000_000 + i,
+  try {
+    const health = healthClient(gw.address);
+    const statuses: string[] = [];
+    const watch = health.Watch({ service: 'automr.v1.Recommender' });
+    const sawNotServing = new Promise<void>((resolve) => {
+      watch.on('data', (m: { status: string }) => {
+        statuses.push(m.status);
+        if (statuses.includes('SERVING') && m.status === 'NOT_SERVING') resolve();
       });
-  };
-  send(0, 5);
-  while (acks.length < 5) await new Promise((r) => setTimeout(r, 10));
+    });
+    watch.on('error', () => undefined);
+    const serving = new Promise<void>((resolve) => {
+      const check = () => (statuses.includes('SERVING') ? resolve() : setTimeout(check, 20));
+      check();
+    });
+    await serving;
 
-  gw.child.kill('SIGTERM');
-  await sawNotServing;
-  watch.cancel();
-  // The stream opened before SIGTERM is still served until it ends.
-  send(5, 10);
-  call.end();
-  assert.equal(await done, 'end');
-  assert.equal(acks.length, 10);
-  assert.ok(acks.every((a) => a.status === 'ACCEPTED'));
-  assert.equal(await gw.exited, 0, 'exit code 0 after drain');
-  c.close();
-  health.close();
+    const c = client(gw.address);
+    const acks: IngestAck__Output[] = [];
+    const call = c.Ingest();
+    const done = new Promise<string>((resolve) => {
+      call.on('data', (a: IngestAck__Output) => acks.push(a));
+      call.on('end', () => resolve('end'));
+      call.on('error', (e: Error) => resolve(`error ${e.message}`));
+    });
+    const send = (from: number, to: number) => {
+      for (let i = from; i < to; i++)
+        call.write({
+          event_id: `s${i}`,
+          user_id: 'drain-user',
+          item_id: '002',
+          timestamp_ms: 1_700_000_000_000 + i,
+        });
+    };
+    send(0, 5);
+    while (acks.length < 5) await new Promise((r) => setTimeout(r, 10));
+
+    gw.child.kill('SIGTERM');
+    await sawNotServing;
+    watch.cancel();
+    // The stream opened before SIGTERM is still served until it ends.
+    send(5, 10);
+    call.end();
+    assert.equal(await done, 'end');
+    assert.equal(acks.length, 10);
+    assert.ok(acks.every((a) => a.status === 'ACCEPTED'));
+    assert.equal(await gw.exited, 0, 'exit code 0 after drain');
+    c.close();
+    health.close();
+  } finally {
+    if (gw.child.exitCode === null && gw.child.signalCode === null) gw.child.kill('SIGKILL');
+  }
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
 import type { IngestAck__Output } from '../../src/generated/automr/v1/IngestAck.js';
-import { BUNDLE_DIR, client, spawnGateway, tempDir } from './helpers.js';
+import { BUNDLE_DIR, client, healthClient, healthStatus, spawnGateway, tempDir } from './helpers.js';
 
 void test('every event acked before kill -9 is in the embedded store after restart', async () => {
   const dataDir = tempDir('automr-durable-');
@@ -15,30 +15,39 @@ void test('every event acked before kill -9 is in the embedded store after resta
     AUTOMR_BUNDLE: BUNDLE_DIR,
     AUTOMR_MAX_HISTORY: '5000',
   });
-  const c = client(gw.address);
   const acked: string[] = [];
-  const killAfter = 150;
-  await new Promise<void>((resolve) => {
-    const call = c.Ingest();
-    call.on('data', (ack: IngestAck__Output) => {
-      assert.equal(ack.status, 'ACCEPTED');
-      acked.push(ack.event_id);
-      if (acked.length === killAfter) gw.child.kill('SIGKILL');
-    });
-    call.on('error', () => resolve());
-    call.on('end', () => resolve());
-    for (let i = 0; i < 2000; i++) {
-      call.write({
-        event_id: `d${i}`,
-        user_id: `user-${i % 7}`,
-        item_id: '001',
-        timestamp_ms: 1_700_000_000_000 + i,
+  try {
+    const c = client(gw.address);
+    const health = healthClient(gw.address);
+    // Without a ready model server the gateway is up but not SERVING.
+    assert.equal(await healthStatus(health), 'NOT_SERVING');
+    assert.equal(await healthStatus(health, 'automr.v1.Recommender'), 'NOT_SERVING');
+    health.close();
+    const killAfter = 150;
+    await new Promise<void>((resolve) => {
+      const call = c.Ingest();
+      call.on('data', (ack: IngestAck__Output) => {
+        assert.equal(ack.status, 'ACCEPTED');
+        acked.push(ack.event_id);
+        if (acked.length === killAfter) gw.child.kill('SIGKILL');
       });
-    }
-  });
-  c.close();
-  assert.equal(await gw.exited, null, 'killed by signal');
-  assert.ok(acked.length >= killAfter);
+      call.on('error', () => resolve());
+      call.on('end', () => resolve());
+      for (let i = 0; i < 2000; i++) {
+        call.write({
+          event_id: `d${i}`,
+          user_id: `user-${i % 7}`,
+          item_id: '001',
+          timestamp_ms: 1_700_000_000_000 + i,
+        });
+      }
+    });
+    c.close();
+    assert.equal(await gw.exited, null, 'killed by signal');
+    assert.ok(acked.length >= killAfter);
+  } finally {
+    if (gw.child.exitCode === null && gw.child.signalCode === null) gw.child.kill('SIGKILL');
+  }
 
   const store = new LmdbMemoryStore(dataDir);
   try {

@@ -13,7 +13,18 @@ import { silentLogger } from '../../src/shared/logger.js';
 import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
 import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
 import type { ForgetUserResponse__Output } from '../../src/generated/automr/v1/ForgetUserResponse.js';
-import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, unary, waitFor } from './helpers.js';
+import {
+  BUNDLE_DIR,
+  client,
+  healthClient,
+  healthStatus,
+  ingest,
+  MODELS_DIR,
+  recommend,
+  tempDir,
+  unary,
+  waitFor,
+} from './helpers.js';
 
 let modelServer: RunningModelServer;
 let gateway: RunningGateway;
@@ -53,6 +64,14 @@ const forget = (userId: string) =>
   unary<{ user_id: string }, ForgetUserResponse__Output>(c.ForgetUser.bind(c), { user_id: userId });
 
 void test('the Done-when client scenario', async () => {
+  const health = healthClient(gateway.address);
+  assert.equal(
+    await healthStatus(health),
+    'SERVING',
+    'SERVING once the model server and the store are ready',
+  );
+  assert.equal(await healthStatus(health, 'automr.v1.Recommender'), 'SERVING');
+  health.close();
   const catalog = gateway.bundle.catalog;
   const user = 'user-e2e';
 

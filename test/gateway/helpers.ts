@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { credentials, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { loadRecommenderProto } from '../../src/gateway/api/proto.js';
 import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
 import type { IngestAck__Output } from '../../src/generated/automr/v1/IngestAck.js';
@@ -118,4 +118,24 @@ export async function spawnGateway(env: Record<string, string>): Promise<Gateway
     void exited.then((code) => reject(new Error(`gateway exited with ${code} before listening:\n${output}`)));
   });
   return { child, address, exited };
+}
+
+export type HealthClient = Client & {
+  Check(req: { service: string }, cb: (e: ServiceError | null, r?: { status: string }) => void): void;
+  Watch(req: { service: string }): ClientReadableStream<{ status: string }>;
+};
+
+/** A grpc.health.v1.Health client (the health proto is loaded with the recommender's). */
+export function healthClient(address: string): HealthClient {
+  const { grpc } = loadRecommenderProto();
+  const ctor = (
+    grpc as unknown as { grpc: { health: { v1: { Health: new (a: string, c: unknown) => HealthClient } } } }
+  ).grpc.health.v1.Health;
+  return new ctor(address, credentials.createInsecure());
+}
+
+export function healthStatus(h: HealthClient, service = ''): Promise<string> {
+  return new Promise((resolve, reject) =>
+    h.Check({ service }, (e, r) => (e ? reject(e) : resolve(r?.status ?? ''))),
+  );
 }
