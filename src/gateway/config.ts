@@ -106,6 +106,13 @@ const OPTIONS = {
     default: '64',
     schema: int(1, 4096),
   },
+  encodeWaitMs: {
+    flag: 'encode-wait-ms',
+    env: 'AUTOMR_ENCODE_WAIT_MS',
+    help: "how long Recommend waits for a user's in-progress encoding before using what is encoded (0 = never)",
+    default: '1000',
+    schema: int(0, 60_000),
+  },
   inferDeadlineMs: {
     flag: 'infer-deadline-ms',
     env: 'AUTOMR_INFER_DEADLINE_MS',

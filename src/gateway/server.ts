@@ -95,6 +95,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     model,
     limits,
     defaultMemoryK: Math.min(config.memoryK, bundle.maxMemory),
+    encodeWaitMs: config.encodeWaitMs,
     metrics,
   });
 

@@ -52,6 +52,7 @@ void test('a bundle change re-encodes stale elements in the background and never
     dataDir,
     modelServer: modelServer.address,
     metricsPort: 0,
+    encodeWaitMs: 100,
   });
   const user = 'reenc-user';
 

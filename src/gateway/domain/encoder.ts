@@ -154,6 +154,20 @@ export class Encoder {
     return users;
   }
 
+  /**
+   * Makes sure the user's encoding job is running and waits for it, at most `timeoutMs`. Recommend calls this when
+   * it finds unencoded elements right after ingest, so that a fresh memory is used when it is moments away.
+   */
+  async settle(userId: string, timeoutMs: number): Promise<void> {
+    if (this.stopped || timeoutMs <= 0) return;
+    if (!this.running.has(userId) && !this.retryTimers.has(userId)) this.schedule(userId);
+    const job = this.running.get(userId);
+    if (job === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([job, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
   /** Users with encoding work queued or running. */
   backlog(): number {
     return new Set([...this.dirty.keys(), ...this.running.keys(), ...this.retryTimers.keys()]).size;

@@ -62,6 +62,8 @@ export interface RecommendDeps {
   model: MemoryModel;
   limits: Limits;
   defaultMemoryK: number;
+  /** How long Recommend waits for a user's in-progress encoding before using what is encoded (ms). */
+  encodeWaitMs?: number;
   batchSize?: number;
   metrics?: GatewayMetrics;
 }
@@ -95,7 +97,12 @@ export class RecommendService {
     const { model, bundle } = this.d;
 
     let t = performance.now();
-    const entries = await inSpan('memory.read', () => this.d.store.read(userId));
+    let entries = await inSpan('memory.read', () => this.d.store.read(userId));
+    if ((this.d.encodeWaitMs ?? 0) > 0 && entries.some((_, i) => !isEncoded(entries, i, model))) {
+      // Events acked a moment ago are usually being encoded right now: wait (bounded) rather than lose them.
+      await inSpan('encode.wait', () => this.d.encoder.settle(userId, this.d.encodeWaitMs ?? 0));
+      entries = await inSpan('memory.read', () => this.d.store.read(userId));
+    }
     const memoryReadMs = stage('memory.read', t);
     const n = entries.length;
     const prompt = promptOf(
