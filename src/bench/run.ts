@@ -85,7 +85,7 @@ export function defaultOptions(quick: boolean): BenchOptions {
     ingestStreams: 4,
     ingestWindow: 64,
     users: quick ? 200 : 1000,
-    eventsPerUser: 20,
+    eventsPerUser: 100,
   };
 }
 

@@ -17,7 +17,7 @@ const HELP = `Usage: npm run bench -- [options]
   --concurrency LIST      closed-loop concurrencies (default 1,4,16,64)
   --duration-ms N         measured time per point (default 10000, quick 3000)
   --warmup-ms N           warmup per point (default 2000, quick 1000)
-  --users N               users seeded for the Recommend load
+  --users N               users seeded for the Recommend load (each with a full history of 100 events)
   --ingest-streams N      Ingest streams (default 4)
   --ingest-window N       events outstanding per Ingest stream (default 64)
   --rounds N              alternating echo/gateway slices per concurrency (default 5, quick 3)
