@@ -5,7 +5,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { status, type ServiceError } from '@grpc/grpc-js';
+import path from 'node:path';
+import {
+  credentials,
+  loadPackageDefinition,
+  status,
+  type Client,
+  type ClientDuplexStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { defaultConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
@@ -21,6 +30,7 @@ import {
   ingest,
   MODELS_DIR,
   recommend,
+  REPO,
   tempDir,
   unary,
   waitFor,
@@ -252,4 +262,28 @@ void test('the same flow over the Redis store (several gateways share it)', asyn
     c2.close();
     await Promise.all([g1.close(), g2.close()]);
   }
+});
+
+void test('server reflection lists the Recommender and Health services', async () => {
+  const def = loadSync('grpc/reflection/v1/reflection.proto', {
+    keepCase: true,
+    includeDirs: [path.join(REPO, 'node_modules/@grpc/reflection/build/proto')],
+  });
+  type Reflection = Client & { ServerReflectionInfo(): ClientDuplexStream<object, Record<string, unknown>> };
+  const pkg = loadPackageDefinition(def) as unknown as {
+    grpc: { reflection: { v1: { ServerReflection: new (a: string, c: unknown) => Reflection } } };
+  };
+  const refl = new pkg.grpc.reflection.v1.ServerReflection(gateway.address, credentials.createInsecure());
+  const names = await new Promise<string[]>((resolve, reject) => {
+    const call = refl.ServerReflectionInfo();
+    call.on('data', (msg: { list_services_response?: { service: { name: string }[] } }) => {
+      resolve((msg.list_services_response?.service ?? []).map((s) => s.name));
+      call.end();
+    });
+    call.on('error', reject);
+    call.write({ list_services: '' });
+  });
+  refl.close();
+  assert.ok(names.includes('automr.v1.Recommender'), names.join(','));
+  assert.ok(names.includes('grpc.health.v1.Health'), names.join(','));
 });

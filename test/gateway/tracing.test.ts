@@ -2,6 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { SpanKind } from '@opentelemetry/api';
 import { startTelemetry, type Telemetry } from '../../src/telemetry/otel.js';
@@ -18,11 +19,15 @@ let modelServer: RunningModelServer;
 let gateway: RunningGateway;
 let c: RecommenderClient;
 let dataDir: string;
+let metricsPort: number;
 
 before(async () => {
+  metricsPort = await freePort();
   telemetry = await startTelemetry({
     serviceName: 'automr-test',
     spanProcessors: [new SimpleSpanProcessor(exporter)],
+    metricsPort,
+    metricsHost: '127.0.0.1',
   });
   modelServer = await startModelServer({
     repository: MODELS_DIR,
@@ -102,3 +107,29 @@ void test('one Recommend: server span → memory.read, retrieve, triton.infer au
     'the trace is carried into the model server',
   );
 });
+
+void test('metrics are exported for Prometheus: request and stage latency, ingest lag, memory sizes', async () => {
+  assert.equal((await recommend(c, 'trace-user', 3)).items.length, 3);
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  for (const series of [
+    'automr_request_duration_ms_bucket{method="Recommend",code="OK"',
+    'automr_stage_duration_ms_bucket{stage="infer"',
+    'automr_stage_duration_ms_bucket{stage="memory.write"',
+    'automr_ingest_lag_ms_count',
+    'automr_memory_size_count{kind="history"',
+    'automr_ingest_events_total{status="ACCEPTED"',
+  ]) {
+    assert.ok(text.includes(series), `missing ${series}`);
+  }
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
