@@ -5,6 +5,7 @@
  */
 import type { LatencySummary } from './histogram.js';
 import type { StoreFloorFigure } from './store-floor.js';
+import type { RetrieverFigure } from './retriever-bench.js';
 
 export interface SweepPoint {
   concurrency: number;
@@ -65,6 +66,8 @@ export interface BenchReport {
   ingest_p99_ms: number | null;
   retriever_p50_us: number | null;
   retriever_p99_us: number | null;
+  /** Retriever figures: the gateway's adapter as served first, then the bare onnxruntime floor. */
+  retriever: RetrieverFigure[];
   bytes_per_user: Record<string, number>;
   /** lmdb alone with the gateway's durable append pattern, same outstanding appends as the Ingest load. */
   store_floor: StoreFloorFigure | null;
@@ -114,6 +117,7 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     ingest_p99_ms: null,
     retriever_p50_us: null,
     retriever_p99_us: null,
+    retriever: [],
     bytes_per_user: {},
     store_floor: null,
     ingest_to_store_floor_ratio: null,
@@ -317,10 +321,18 @@ export function renderMarkdown(report: BenchReport): string {
     );
   }
   const extras: string[][] = [];
-  extras.push([
-    'retriever p50 / p99 (us, 90 elements)',
-    `${fmt(report.retriever_p50_us, 1)} / ${fmt(report.retriever_p99_us, 1)}`,
-  ]);
+  if (report.retriever.length === 0) {
+    extras.push([
+      'retriever p50 / p99 (us, 90 elements)',
+      `${fmt(report.retriever_p50_us, 1)} / ${fmt(report.retriever_p99_us, 1)}`,
+    ]);
+  }
+  for (const r of report.retriever) {
+    extras.push([
+      `retriever p50 / p99 (us, 90 elements): ${r.implementation}`,
+      `${fmt(r.p50_us, 1)} / ${fmt(r.p99_us, 1)}`,
+    ]);
+  }
   if (report.store_floor !== null) {
     const f = report.store_floor;
     extras.push([

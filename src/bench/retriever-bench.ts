@@ -1,14 +1,17 @@
 /**
- * In-process retriever latency: `retriever.onnx` scoring one query against 90 memory elements, called
- * back to back from one caller, with input tensors allocated once and reused (as a serving path should).
+ * In-process retriever latency with 90 memory elements: the gateway's own `OnnxRetriever` (what Recommend
+ * calls, per-call allocations included) and, as its floor, a bare onnxruntime session run with input tensors
+ * allocated once and reused. Calls are back to back from one caller.
  */
 import { performance } from 'node:perf_hooks';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { OnnxRetriever } from '../gateway/adapters/onnx-retriever.js';
 import { createHistogram, recordMs, summarize, type LatencySummary } from './histogram.js';
 
 export interface RetrieverFigure {
+  implementation: string;
   elements: number;
   d_model: number;
   calls: number;
@@ -17,49 +20,75 @@ export interface RetrieverFigure {
   p99_us: number;
 }
 
+async function timeCalls(
+  call: () => Promise<unknown>,
+  durationMs: number,
+): Promise<{ calls: number; latency: LatencySummary }> {
+  const histogram = createHistogram();
+  const warmupEnd = performance.now() + Math.min(500, durationMs / 4);
+  while (performance.now() < warmupEnd) await call();
+  const end = performance.now() + durationMs;
+  let calls = 0;
+  while (performance.now() < end) {
+    const t0 = performance.now();
+    await call();
+    recordMs(histogram, performance.now() - t0);
+    calls += 1;
+  }
+  return { calls, latency: summarize(histogram) };
+}
+
+function figure(
+  implementation: string,
+  elements: number,
+  d: number,
+  timed: { calls: number; latency: LatencySummary },
+): RetrieverFigure {
+  const us = (ms: number): number => Math.round(ms * 1000 * 10) / 10;
+  return {
+    implementation,
+    elements,
+    d_model: d,
+    calls: timed.calls,
+    latency: timed.latency,
+    p50_us: us(timed.latency.p50_ms),
+    p99_us: us(timed.latency.p99_ms),
+  };
+}
+
 export async function benchRetriever(
   bundleDir: string,
   elements: number,
   durationMs: number,
-): Promise<RetrieverFigure> {
+): Promise<RetrieverFigure[]> {
   const manifest = JSON.parse(await readFile(join(bundleDir, 'manifest.json'), 'utf8')) as {
     d_model: number;
     retriever: { file: string };
   };
   const d = manifest.d_model;
-  const session = await ort.InferenceSession.create(join(bundleDir, manifest.retriever.file), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-  });
+  const file = join(bundleDir, manifest.retriever.file);
   const query = new Float32Array(d).map((_, i) => Math.sin(i));
-  const memory = new Float32Array(elements * d).map((_, i) => Math.cos(i * 0.37));
-  const mask = new BigInt64Array(elements).fill(1n);
+  const vectors = Array.from({ length: elements }, (_, m) =>
+    new Float32Array(d).map((_, i) => Math.cos((m * d + i) * 0.37)),
+  );
+
+  const served = await OnnxRetriever.load(file, d);
+  const asServed = await timeCalls(() => served.score(query, vectors), durationMs);
+  await served.close();
+
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const memory = new Float32Array(elements * d);
+  vectors.forEach((v, m) => memory.set(v, m * d));
   const feeds = {
     query: new ort.Tensor('float32', query, [1, d]),
     memory: new ort.Tensor('float32', memory, [1, elements, d]),
-    memory_mask: new ort.Tensor('int64', mask, [1, elements]),
+    memory_mask: new ort.Tensor('int64', new BigInt64Array(elements).fill(1n), [1, elements]),
   };
-  const histogram = createHistogram();
-  const warmupEnd = performance.now() + Math.min(500, durationMs / 4);
-  while (performance.now() < warmupEnd) await session.run(feeds);
-  const end = performance.now() + durationMs;
-  let calls = 0;
-  while (performance.now() < end) {
-    const t0 = performance.now();
-    await session.run(feeds);
-    recordMs(histogram, performance.now() - t0);
-    calls += 1;
-  }
+  const bare = await timeCalls(() => session.run(feeds), durationMs);
   await session.release();
-  const latency = summarize(histogram);
-  return {
-    elements,
-    d_model: d,
-    calls,
-    latency,
-    p50_us: Math.round(latency.p50_ms * 1000 * 10) / 10,
-    p99_us: Math.round(latency.p99_ms * 1000 * 10) / 10,
-  };
+
+  return [
+    figure('gateway OnnxRetriever.score (as served)', elements, d, asServed),
+    figure('bare onnxruntime session.run, tensors reused', elements, d, bare),
+  ];
 }
