@@ -28,7 +28,7 @@ import type { IngestService } from '../domain/ingest.js';
 import type { RecommendService } from '../domain/recommend.js';
 
 /** Most events of one stream being stored at once; beyond it the stream is paused (back-pressure). */
-const INGEST_WINDOW = 256;
+const INGEST_WINDOW = 1024;
 
 export interface HandlerDeps {
   ingest: IngestService;
