@@ -110,7 +110,7 @@ const OPTIONS = {
     flag: 'encode-wait-ms',
     env: 'AUTOMR_ENCODE_WAIT_MS',
     help: "how long Recommend waits for a user's in-progress encoding before using what is encoded (0 = never)",
-    default: '1000',
+    default: '2000',
     schema: int(0, 60_000),
   },
   inferDeadlineMs: {

@@ -36,6 +36,8 @@ export class Encoder {
   private readonly running = new Map<string, Promise<void>>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly attempts = new Map<string, number>();
+  /** Callers of settle() waiting for the next pass of a user. */
+  private readonly waiters = new Map<string, (() => void)[]>();
   private stopped = false;
   private readonly abort = new AbortController();
 
@@ -99,6 +101,8 @@ export class Encoder {
     while (this.dirty.has(userId) && !this.stopped) {
       const ctx = this.dirty.get(userId) as Context;
       this.dirty.delete(userId);
+      const waiting = this.waiters.get(userId) ?? [];
+      this.waiters.delete(userId);
       try {
         await context.with(ctx, () =>
           inSpan('encode', async (span) => {
@@ -131,6 +135,8 @@ export class Encoder {
         }, delay);
         this.retryTimers.set(userId, timer);
         return;
+      } finally {
+        for (const resolve of waiting) resolve();
       }
     }
   }
@@ -155,16 +161,20 @@ export class Encoder {
   }
 
   /**
-   * Makes sure the user's encoding job is running and waits for it, at most `timeoutMs`. Recommend calls this when
-   * it finds unencoded elements right after ingest, so that a fresh memory is used when it is moments away.
+   * Waits, at most `timeoutMs`, until one encoding pass of the user that starts after this call has finished, so
+   * every element stored before the call is encoded. Recommend calls this when it finds unencoded elements right
+   * after ingest; a user whose events keep streaming in never makes it wait for more than that one pass.
    */
   async settle(userId: string, timeoutMs: number): Promise<void> {
     if (this.stopped || timeoutMs <= 0) return;
-    if (!this.running.has(userId) && !this.retryTimers.has(userId)) this.schedule(userId);
-    const job = this.running.get(userId);
-    if (job === undefined) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([job, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    const passed = new Promise<void>((resolve) => {
+      const list = this.waiters.get(userId) ?? [];
+      list.push(resolve);
+      this.waiters.set(userId, list);
+    });
+    if (!this.retryTimers.has(userId)) this.schedule(userId);
+    await Promise.race([passed, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
   }
 
