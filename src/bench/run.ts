@@ -84,7 +84,7 @@ export function defaultOptions(quick: boolean): BenchOptions {
     rounds: quick ? 3 : 5,
     ingestStreams: 4,
     ingestWindow: 64,
-    users: quick ? 200 : 1000,
+    users: quick ? 200 : 500,
     eventsPerUser: 100,
   };
 }
@@ -157,6 +157,24 @@ function seedEvents(
     }
   }
   return events;
+}
+
+/** Ingests over 8 parallel streams, each user's events on one stream in order (one stream is far slower). */
+async function seed(client: AutoMrClient, events: IngestEvent[], streams = 8): Promise<void> {
+  const parts: IngestEvent[][] = Array.from({ length: streams }, () => []);
+  const streamOf = new Map<string, number>();
+  for (const event of events) {
+    let s = streamOf.get(event.userId);
+    if (s === undefined) {
+      s = streamOf.size % streams;
+      streamOf.set(event.userId, s);
+    }
+    parts[s]?.push(event);
+  }
+  const acks = await Promise.all(parts.map((part) => client.ingest(part, 256)));
+  const bad = acks.flat().find((a) => a.status !== 'ACCEPTED');
+  if (bad !== undefined)
+    throw new Error(`seeding: event ${bad.eventId} answered ${bad.status} ${bad.message ?? ''}`);
 }
 
 /** Polls GetMemory for `users` until every entry is encoded; returns the time it took and the pending count at start. */
@@ -262,9 +280,9 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
       try {
         await client.waitForReady();
         log(`seeding ${options.users} users x ${options.eventsPerUser} events`);
-        await client.ingest(
+        await seed(
+          client,
           seedEvents(userPrefix, options.users, options.eventsPerUser, catalog.items, runId),
-          512,
         );
         const sample = Array.from({ length: Math.min(20, options.users) }, (_, i) => `${userPrefix}${i}`);
         const drained = await waitForEncodings(client, sample, 60_000);
@@ -521,9 +539,9 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
       const client = new AutoMrClient(profiled.address);
       try {
         await client.waitForReady();
-        await client.ingest(
+        await seed(
+          client,
           seedEvents(userPrefix, options.users, options.eventsPerUser, catalog.items, `${runId}p`),
-          512,
         );
         await waitForEncodings(client, [`${userPrefix}0`], 60_000);
         for (const section of ['recommend', 'ingest'] as const) {
@@ -775,7 +793,7 @@ async function benchMemory(
       const client = new AutoMrClient(host.address);
       await client.waitForReady();
       const before = store === 'lmdb' ? await allocatedBytes(dataDir) : 0;
-      await client.ingest(events, 512);
+      await seed(client, events);
       await waitForEncodings(client, sample, 60_000);
       client.close();
       let bytes: number;
