@@ -102,10 +102,10 @@ def _subsample(rows: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return rows[np.sort(rng.choice(len(rows), n, replace=False))]
 
 
-def get_model(prep: Prepared, cfg: PipelineConfig, cache: Cache) -> tuple[RecModel, dict, str]:
+def get_model(prep: Prepared, cfg: PipelineConfig, cache: Cache, reuse_key: str | None = None) -> tuple[RecModel, dict, str]:
     mcfg = ModelConfig(n_items=prep.n_items, **cfg.model)
     tcfg = TrainConfig(seed=cfg.seed, progress=cfg.progress, **cfg.train)
-    key = _hash({"model": asdict(mcfg), "train": asdict(tcfg)})
+    key = reuse_key or _hash({"model": asdict(mcfg), "train": asdict(tcfg)})
     path = cache.path(f"model-{key}.pt")
     if os.path.exists(path):
         info = json.load(open(path + ".json"))
@@ -182,7 +182,9 @@ def label_search(mem, train_view, train_scores, valid_view, valid_scores, cfg: P
     return best[1], best[2], results
 
 
-def run(prep: Prepared, out_file: str, cfg: PipelineConfig, cache_root: str, export: bool = True) -> dict:
+def run(
+    prep: Prepared, out_file: str, cfg: PipelineConfig, cache_root: str, export: bool = True, reuse_model: str | None = None
+) -> dict:
     from .evaluate import evaluate_test, format_table
     from .plots import plot_random_comparison, plot_timelines
 
@@ -195,7 +197,7 @@ def run(prep: Prepared, out_file: str, cfg: PipelineConfig, cache_root: str, exp
         _log(f"[{name}] {timings[name]} s")
 
     t = time.time()
-    model, minfo, mkey = get_model(prep, cfg, cache)
+    model, minfo, mkey = get_model(prep, cfg, cache, reuse_model)
     lap("reference_model", t)
     t = time.time()
     mem = get_memory(model, prep, mkey, cache, cfg.progress)
@@ -212,7 +214,18 @@ def run(prep: Prepared, out_file: str, cfg: PipelineConfig, cache_root: str, exp
     lap("scores_test", t)
     t = time.time()
     train_view, valid_view, test_view = (sample_view(mem, r) for r in (train_rows, valid_rows, test_rows))
-    retriever, chosen, search = label_search(mem, train_view, train_sc, valid_view, valid_sc, cfg)
+    rkey = _hash({"model": mkey, "train": train_rows.tolist(), "valid": valid_rows.tolist(), "grid": cfg.label_grid,
+                  "retriever": cfg.retriever, "seed": cfg.seed})
+    rpath = cache.path(f"retriever-{rkey}.pt")
+    if os.path.exists(rpath):
+        ck = torch.load(rpath)
+        retriever = Retriever(mem.Z.shape[1])
+        retriever.load_state_dict(ck["state"])
+        retriever.eval()
+        chosen, search = ck["chosen"], ck["search"]
+    else:
+        retriever, chosen, search = label_search(mem, train_view, train_sc, valid_view, valid_sc, cfg)
+        torch.save({"state": retriever.state_dict(), "chosen": chosen, "search": search}, rpath)
     lap("retriever", t)
     sas_ranks, sas_info = (None, None)
     if cfg.run_sasrec:
@@ -286,6 +299,7 @@ def run(prep: Prepared, out_file: str, cfg: PipelineConfig, cache_root: str, exp
     )
     print(f"labels chosen: {result['label_chosen']}; total {timings['total']} s; wrote {out_file}")
     result["_eval"] = ev
+    result["_model"], result["_memory"] = model, mem
     return result
 
 
@@ -347,7 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label-train-samples", type=int, default=None)
     ap.add_argument("--split-layer", type=int, default=None)
     ap.add_argument("--no-sasrec", action="store_true")
+    ap.add_argument("--sasrec-epochs", type=int, default=None, help="cap on SASRec epochs (time budget)")
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--reuse-model", metavar="KEY", default=None,
+                    help="use the cached reference model out/cache/<fp>/model-KEY.pt (e.g. after the trainer changed)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("AUTOMR_THREADS", "2")),
                     help="torch threads (1 is ~3x faster than 2 when the 2 cores are oversubscribed)")
     ap.add_argument("--test-samples", type=int, default=None, help="seeded subsample of the test split")
@@ -368,13 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg.test_samples = a.test_samples
     if a.split_layer is not None:
         cfg.model = {**cfg.model, "split_layer": a.split_layer}
+    if a.sasrec_epochs is not None:
+        cfg.sasrec = {**cfg.sasrec, "max_epochs": a.sasrec_epochs}
     if a.no_sasrec:
         cfg.run_sasrec = False
     if a.synthetic:
         prep = synthetic(n_users=a.users or (300 if a.fast else 600), n_items=a.items or (120 if a.fast else 300), seed=a.seed)
     else:
         prep = load_dataset(a.dataset)
-    run(prep, a.out, cfg, a.cache, export=not a.no_export)
+    run(prep, a.out, cfg, a.cache, export=not a.no_export, reuse_model=a.reuse_model)
     return 0
 
 

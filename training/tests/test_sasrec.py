@@ -32,8 +32,8 @@ def test_segments_cover_every_training_target_once():
 
 
 def test_sasrec_learns_the_synthetic_sequences_better_than_popularity():
-    prep = synthetic(n_users=150, n_items=60, seed=4)
-    model = train_sasrec(prep, SASRecConfig(d=32, maxlen=50, max_epochs=8, eval_every=2, patience=4), log=lambda *_: None)
+    prep = synthetic(n_users=100, n_items=60, seed=4)
+    model = train_sasrec(prep, SASRecConfig(d=32, maxlen=30, max_epochs=6, eval_every=3, patience=3), log=lambda *_: None)
     test = prep.splits["test"]
     got = summarize(rank_rows(model, prep, test))
     pop = summarize(popularity_ranks(prep, test))
