@@ -123,14 +123,14 @@ void test('the Done-when client scenario', async () => {
   assert.ok(rec.items.every((i) => i.title.length > 0 && i.item_id.length > 0));
   const summary = rec.summary!;
   assert.equal(summary.retrieved.length, 3, 'summary names the retrieved memories');
-  const memoryIds = new Set(events.slice(0, 30).map((e) => e.event_id));
+  const memoryIds = new Set(events.slice(0, 40 - gateway.bundle.window).map((e) => e.event_id));
   assert.ok(
     summary.retrieved.every((m) => memoryIds.has(m.event_id)),
     'only elements older than the newest K are memory',
   );
   assert.equal(summary.model_version, gateway.bundle.modelVersion);
   assert.equal(summary.history_size, 40);
-  assert.equal(summary.memory_size, 30);
+  assert.equal(summary.memory_size, 40 - gateway.bundle.window);
   assert.equal(summary.encoding_lagging, false);
   assert.ok(summary.timings!.total_ms > 0);
 
@@ -147,7 +147,7 @@ void test('the Done-when client scenario', async () => {
   assert.match(emptyUser.error.details, /user_id must not be empty/);
   const hugeTopN = await recommend(c, user, 1_000_000);
   assert.equal(hugeTopN.error?.code, status.INVALID_ARGUMENT);
-  assert.match(hugeTopN.error.details, /top_n must be in 1\.\.100/);
+  assert.match(hugeTopN.error.details, new RegExp(`top_n must be in 1\\.\\.${gateway.bundle.topK}`));
 
   // A bad event is REJECTED and the stream stays open: the event after it is still accepted.
   const mixed = await ingest(c, [
@@ -202,8 +202,8 @@ void test('bad inputs get INVALID_ARGUMENT or REJECTED with a clear message, nev
 
   for (const [topN, memoryK] of [
     [0, 0],
-    [101, 0],
-    [5, 91],
+    [gateway.bundle.topK + 1, 0],
+    [5, gateway.bundle.maxMemory + 1],
   ] as const) {
     const r = await recommend(c, 'u', topN, memoryK);
     assert.equal(r.error?.code, status.INVALID_ARGUMENT, `top_n=${topN} memory_k=${memoryK}`);

@@ -111,11 +111,11 @@ void test('a bundle change re-encodes stale elements in the background and never
     await waitFor(async () => (await getMemory()).entries.every((e) => e.encoded), 10_000, 'v2 re-encoding');
     const entries = await store.read(user);
     entries.forEach((e, i) =>
-      assert.equal(e.encKey, encKeyOf('test-version-2', windowTokens(entries, i, 10))),
+      assert.equal(e.encKey, encKeyOf('test-version-2', windowTokens(entries, i, bundle2.window))),
     );
     const caughtUp = await recommend(c2, user, 10, 2);
     assert.equal(caughtUp.summary?.encoding_lagging, false);
-    assert.equal(caughtUp.summary?.memory_size, 15);
+    assert.equal(caughtUp.summary?.memory_size, 25 - bundle2.window);
     assert.equal(caughtUp.summary?.retrieved.length, 2);
 
     // A late event lands in timestamp order and re-encodes exactly the windows it changes.
@@ -133,7 +133,9 @@ void test('a bundle change re-encodes stale elements in the background and never
     );
     const after = await store.read(user);
     assert.equal(after[6]?.eventId, 'late');
-    after.forEach((e, i) => assert.equal(e.encKey, encKeyOf('test-version-2', windowTokens(after, i, 10))));
+    after.forEach((e, i) =>
+      assert.equal(e.encKey, encKeyOf('test-version-2', windowTokens(after, i, bundle2.window))),
+    );
   } finally {
     c2.close();
     await gw2.close();
