@@ -5,7 +5,7 @@ cd "$(dirname "$0")"
 # Relative --dataset/--out paths are meant from the repository root, where npm runs scripts.
 args=()
 for a in "$@"; do
-  if [[ "${prev:-}" == "--dataset" || "${prev:-}" == "--out" || "${prev:-}" == "--cache" ]] && [[ "$a" != /* ]]; then
+  if [[ "${prev:-}" =~ ^--(dataset|out|cache|write-synthetic-movielens)$ ]] && [[ "$a" != /* ]]; then
     a="$(cd .. && pwd)/$a"
   fi
   args+=("$a")
