@@ -65,10 +65,13 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
         ['e3', 'e4', 'e5', 'e6', 'e7'],
       );
       // An event older than everything retained is dropped at once.
-      await store.append(ev('u4', 100, 1), 5);
+      const old = await store.append(ev('u4', 100, 1), 5);
+      assert.equal(old.status, 'accepted');
+      assert.equal(old.dropped, true);
+      assert.equal((await store.append(ev('u4', 101, 5000), 5)).dropped, false);
       assert.deepEqual(
         (await store.read('u4')).map((e) => e.eventId),
-        ['e3', 'e4', 'e5', 'e6', 'e7'],
+        ['e4', 'e5', 'e6', 'e7', 'e101'],
       );
     });
 

@@ -85,18 +85,22 @@ export class LmdbMemoryStore implements MemoryStore {
     }
     await this.db.flushed;
     if (!written) return { status: 'duplicate' };
+    let dropped = false;
     if (this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] }) > maxHistory) {
-      await this.locks.run(u, () => this.trim(u, maxHistory));
+      const removed = await this.locks.run(u, () => this.trim(u, maxHistory));
+      dropped = removed.some((k) => k[2] === event.timestampMs && k[3] === seq);
     }
-    return { status: 'accepted', seq };
+    return { status: 'accepted', seq, dropped };
   }
 
   /** Drops the oldest entries beyond the cap (an event older than all retained ones goes at once). */
-  private async trim(u: string, maxHistory: number): Promise<void> {
-    const keys = [...this.db.getKeys({ start: ['e', u], end: ['e', u, MAX_TS] })];
-    if (keys.length <= maxHistory) return;
-    await Promise.all(keys.slice(0, keys.length - maxHistory).map((key) => this.db.remove(key)));
+  private async trim(u: string, maxHistory: number): Promise<unknown[][]> {
+    const keys = [...this.db.getKeys({ start: ['e', u], end: ['e', u, MAX_TS] })] as unknown[][];
+    if (keys.length <= maxHistory) return [];
+    const removed = keys.slice(0, keys.length - maxHistory);
+    await Promise.all(removed.map((key) => this.db.remove(key as Key)));
     await this.db.flushed;
+    return removed;
   }
 
   private nextSeq(u: string): number {

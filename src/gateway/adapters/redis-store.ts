@@ -26,13 +26,15 @@ redis.call('PEXPIRE', iKey, ttl)
 redis.call('ZADD', zKey, ts, member)
 redis.call('HSET', eKey, member, payload)
 local n = redis.call('ZCARD', zKey)
+local dropped = 0
 if n > maxHistory then
   local old = redis.call('ZRANGE', zKey, 0, n - maxHistory - 1)
   redis.call('ZREMRANGEBYRANK', zKey, 0, n - maxHistory - 1)
   redis.call('HDEL', eKey, unpack(old))
   redis.call('HDEL', vKey, unpack(old))
+  for _, m in ipairs(old) do if m == member then dropped = 1 end end
 end
-return {1, seq}
+return {1, seq, dropped}
 `;
 
 // Only entries still present get an encoding, so a racing trim or ForgetUser is never undone.
@@ -53,7 +55,7 @@ return n
 type Client = Redis | Cluster;
 
 interface ScriptClient {
-  automrAppend(...args: (string | number)[]): Promise<[number, number]>;
+  automrAppend(...args: (string | number)[]): Promise<[number, number, number]>;
   automrPutVectors(...args: (string | Buffer)[]): Promise<number>;
   automrForget(...args: string[]): Promise<number>;
 }
@@ -118,7 +120,7 @@ export class RedisMemoryStore implements MemoryStore {
   async append(event: NewEvent, maxHistory: number): Promise<AppendResult> {
     const k = this.keys(event.userId);
     const payload = JSON.stringify({ id: event.eventId, item: event.itemId, tok: event.token });
-    const [accepted, seq] = await this.call(() =>
+    const [accepted, seq, dropped] = await this.call(() =>
       this.client.automrAppend(
         k.seq,
         k.z,
@@ -136,7 +138,7 @@ export class RedisMemoryStore implements MemoryStore {
     if (accepted === 0) return { status: 'duplicate' };
     // The user index only drives background re-encoding; it lives outside the user's slot, so it is a second step.
     await this.call(() => this.client.sadd(this.usersKey, event.userId));
-    return { status: 'accepted', seq };
+    return { status: 'accepted', seq, dropped: dropped === 1 };
   }
 
   async read(userId: string): Promise<StoredEntry[]> {

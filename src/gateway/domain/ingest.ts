@@ -84,9 +84,11 @@ export class IngestService {
       const message =
         status === 'DUPLICATE'
           ? 'event_id already ingested for this user; nothing changed'
-          : unknownItem
-            ? `item_id ${JSON.stringify(itemId)} is not in the catalog; kept and encoded as the unk token`
-            : '';
+          : result.dropped === true
+            ? `older than the ${this.d.maxHistory} newest events kept for this user; not kept (history cap)`
+            : unknownItem
+              ? `item_id ${JSON.stringify(itemId)} is not in the catalog; kept and encoded as the unk token`
+              : '';
       return { eventId, status, message, unknownItem };
     });
   }

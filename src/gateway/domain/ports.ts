@@ -26,6 +26,8 @@ export interface StoredEntry {
 export interface AppendResult {
   status: 'accepted' | 'duplicate';
   seq?: number;
+  /** The accepted event is older than the `maxHistory` newest ones, so the cap dropped it at once. */
+  dropped?: boolean;
 }
 
 export interface VectorUpdate {
