@@ -19,7 +19,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import { toAppError } from '../shared/errors.js';
+import { AppError, toAppError } from '../shared/errors.js';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -46,7 +46,13 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
       host: options.metricsHost ?? '0.0.0.0',
       preventServerStart: true,
     });
-    await exporter.startServer();
+    await exporter.startServer().catch((error: unknown) => {
+      throw new AppError(
+        'FAILED_PRECONDITION',
+        `cannot serve Prometheus metrics on port ${options.metricsPort}: ${(error as Error).message}; set AUTOMR_METRICS_PORT to a free port or 0 (off)`,
+        { cause: error },
+      );
+    });
     prometheus = exporter;
   }
   const previousLogs = process.env.OTEL_LOGS_EXPORTER;
