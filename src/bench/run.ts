@@ -84,7 +84,7 @@ export function defaultOptions(quick: boolean): BenchOptions {
     rounds: quick ? 3 : 5,
     ingestStreams: 4,
     ingestWindow: 64,
-    users: quick ? 200 : 500,
+    users: quick ? 100 : 500,
     eventsPerUser: 100,
   };
 }
