@@ -18,7 +18,7 @@ import { loadBundle, type Bundle } from './bundle.js';
 import type { GatewayConfig } from './config.js';
 import { Encoder } from './domain/encoder.js';
 import { IngestService } from './domain/ingest.js';
-import type { MemoryModel } from './domain/memory.js';
+import { retainedEntries, type MemoryModel } from './domain/memory.js';
 import type { MemoryStore, ModelServer, Retriever } from './domain/ports.js';
 import { RecommendService } from './domain/recommend.js';
 import { DEFAULT_LIMITS, type Limits } from './domain/validation.js';
@@ -75,6 +75,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     window: bundle.window,
     maxMemory: bundle.maxMemory,
     bos: bundle.tokens.bos,
+    maxHistory: config.maxHistory,
   };
   const limits: Limits = { ...DEFAULT_LIMITS, maxFutureMs: config.maxFutureMs };
   const encoder = new Encoder({ store, modelServer, model, batchSize: config.encodeBatch, logger, metrics });
@@ -84,6 +85,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     bundle,
     limits,
     maxHistory: config.maxHistory,
+    historyContext: retainedEntries(model) - model.maxHistory,
     metrics,
   });
   const recommend = new RecommendService({

@@ -11,7 +11,7 @@ import {
 } from '../../src/gateway/domain/memory.js';
 import type { StoredEntry } from '../../src/gateway/domain/ports.js';
 
-const model: MemoryModel = { modelVersion: 'v1', window: 3, maxMemory: 4, bos: 1 };
+const model: MemoryModel = { modelVersion: 'v1', window: 3, maxMemory: 4, bos: 1, maxHistory: 100 };
 const history = (n: number): StoredEntry[] =>
   Array.from({ length: n }, (_, i) => ({
     eventId: `e${i}`,

@@ -75,6 +75,21 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       );
     });
 
+    void test('window context: keeps maxHistory + context raw entries; older ones are reported dropped', async () => {
+      for (let i = 0; i < 8; i++) assert.equal((await store.append(ev('u8', i), 4, 2)).dropped, false);
+      assert.deepEqual(
+        (await store.read('u8')).map((e) => e.eventId),
+        ['e2', 'e3', 'e4', 'e5', 'e6', 'e7'],
+      );
+      // Kept as context (5th newest), but not in the 4-event history: reported dropped.
+      const late = await store.append(ev('u8', 100, 1_000 + 3.5), 4, 2);
+      assert.equal(late.dropped, true);
+      assert.deepEqual(
+        (await store.read('u8')).map((e) => e.eventId),
+        ['e3', 'e100', 'e4', 'e5', 'e6', 'e7'],
+      );
+    });
+
     void test('vectors are stored with their key, only for existing entries', async () => {
       await store.append(ev('u5', 1), 100);
       await store.append(ev('u5', 2), 100);

@@ -49,7 +49,7 @@ export class LmdbMemoryStore implements MemoryStore {
     return Promise.resolve(!this.closed);
   }
 
-  async append(event: NewEvent, maxHistory: number): Promise<AppendResult> {
+  async append(event: NewEvent, maxHistory: number, context = 0): Promise<AppendResult> {
     this.assertOpen();
     const { userId: u, eventId } = event;
     await this.forgetting.get(u);
@@ -86,9 +86,14 @@ export class LmdbMemoryStore implements MemoryStore {
     await this.db.flushed;
     if (!written) return { status: 'duplicate' };
     let dropped = false;
-    if (this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] }) > maxHistory) {
-      const removed = await this.locks.run(u, () => this.trim(u, maxHistory));
-      dropped = removed.some((k) => k[2] === event.timestampMs && k[3] === seq);
+    const count = this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] });
+    if (count > maxHistory) {
+      const keep = maxHistory + context;
+      const removed = count > keep ? await this.locks.run(u, () => this.trim(u, keep)) : [];
+      dropped =
+        removed.some((k) => k[2] === event.timestampMs && k[3] === seq) ||
+        // Still stored, but among the window-context entries older than the history view?
+        this.db.getKeysCount({ start: ['e', u, event.timestampMs, seq], end: ['e', u, MAX_TS] }) > maxHistory;
     }
     return { status: 'accepted', seq, dropped };
   }

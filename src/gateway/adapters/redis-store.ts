@@ -25,14 +25,19 @@ redis.call('ZADD', iKey, now + ttl, eventId)
 redis.call('PEXPIRE', iKey, ttl)
 redis.call('ZADD', zKey, ts, member)
 redis.call('HSET', eKey, member, payload)
+local keep = maxHistory + tonumber(ARGV[7])
 local n = redis.call('ZCARD', zKey)
-local dropped = 0
-if n > maxHistory then
-  local old = redis.call('ZRANGE', zKey, 0, n - maxHistory - 1)
-  redis.call('ZREMRANGEBYRANK', zKey, 0, n - maxHistory - 1)
+if n > keep then
+  local old = redis.call('ZRANGE', zKey, 0, n - keep - 1)
+  redis.call('ZREMRANGEBYRANK', zKey, 0, n - keep - 1)
   redis.call('HDEL', eKey, unpack(old))
   redis.call('HDEL', vKey, unpack(old))
-  for _, m in ipairs(old) do if m == member then dropped = 1 end end
+end
+local dropped = 0
+if n > maxHistory then
+  -- trimmed, or kept only as window context before the history view
+  local rank = redis.call('ZREVRANK', zKey, member)
+  if not rank or rank >= maxHistory then dropped = 1 end
 end
 return {1, seq, dropped}
 `;
@@ -117,7 +122,7 @@ export class RedisMemoryStore implements MemoryStore {
     }
   }
 
-  async append(event: NewEvent, maxHistory: number): Promise<AppendResult> {
+  async append(event: NewEvent, maxHistory: number, context = 0): Promise<AppendResult> {
     const k = this.keys(event.userId);
     const payload = JSON.stringify({ id: event.eventId, item: event.itemId, tok: event.token });
     const [accepted, seq, dropped] = await this.call(() =>
@@ -133,6 +138,7 @@ export class RedisMemoryStore implements MemoryStore {
         Date.now(),
         this.ttlMs,
         maxHistory,
+        context,
       ),
     );
     if (accepted === 0) return { status: 'duplicate' };

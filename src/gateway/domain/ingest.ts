@@ -33,6 +33,8 @@ export interface IngestDeps {
   bundle: Bundle;
   limits: Limits;
   maxHistory: number;
+  /** Raw entries kept before the history view as window context of its oldest element (window - 1). */
+  historyContext?: number;
   metrics?: GatewayMetrics;
   now?: () => number;
 }
@@ -70,7 +72,11 @@ export class IngestService {
       const token = known ?? this.d.bundle.tokens.unk;
       const started = performance.now();
       const result = await inSpan('memory.write', () =>
-        this.d.store.append({ userId, eventId, itemId, token, timestampMs }, this.d.maxHistory),
+        this.d.store.append(
+          { userId, eventId, itemId, token, timestampMs },
+          this.d.maxHistory,
+          this.d.historyContext ?? 0,
+        ),
       );
       this.d.metrics?.stageDuration.record(performance.now() - started, { stage: 'memory.write' });
       const status: AckStatus = result.status === 'accepted' ? 'ACCEPTED' : 'DUPLICATE';

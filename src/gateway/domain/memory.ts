@@ -3,6 +3,12 @@
  * bos + the K-item window ending at m. An encoding is usable only if it was made by the current model version
  * over the element's current window: its key records both, so a late event (which changes the windows of the
  * K elements after it) or a bundle change makes exactly the affected encodings stale, never mixed in.
+ *
+ * History view vs. raw entries: the history (GetMemory, Recommend's memory and prompt) is the `maxHistory` newest
+ * events, but the store also keeps the `window - 1` events before them, only as window context. Offline
+ * (training/automr/data.py `memory_indices`), element m at position pos is encoded over seqs[m-9 .. m] of the
+ * FULL sequence for m down to pos-100, so the oldest element in the view needs the 9 events before the view to
+ * get the same vector as offline (and not be re-keyed over a truncated window when those events are trimmed).
  */
 import type { StoredEntry } from './ports.js';
 
@@ -11,6 +17,18 @@ export interface MemoryModel {
   window: number;
   maxMemory: number;
   bos: number;
+  /** Events in the history view (the newest ones); the store keeps `window - 1` more as window context. */
+  maxHistory: number;
+}
+
+/** Raw entries the store keeps per user: the history view plus the window context of its oldest element. */
+export function retainedEntries(model: Pick<MemoryModel, 'maxHistory' | 'window'>): number {
+  return model.maxHistory + Math.max(0, model.window - 1);
+}
+
+/** Index of the first raw entry in the history view (entries before it are window context only). */
+export function viewStart(length: number, model: MemoryModel): number {
+  return Math.max(0, length - model.maxHistory);
 }
 
 export function windowTokens(entries: readonly StoredEntry[], index: number, window: number): number[] {
@@ -39,10 +57,14 @@ export interface EncodeJob {
   encKey: string;
 }
 
-/** Elements whose encoding is missing or stale, newest first (the newest matter most to Recommend). */
+/**
+ * Elements of the history view whose encoding is missing or stale, newest first (the newest matter most to
+ * Recommend). Context-only entries before the view are never encoded.
+ */
 export function staleElements(entries: readonly StoredEntry[], model: MemoryModel): EncodeJob[] {
   const jobs: EncodeJob[] = [];
-  for (let i = entries.length - 1; i >= 0; i--) {
+  const first = viewStart(entries.length, model);
+  for (let i = entries.length - 1; i >= first; i--) {
     if (isEncoded(entries, i, model)) continue;
     const tokens = windowTokens(entries, i, model.window);
     jobs.push({
@@ -54,8 +76,11 @@ export function staleElements(entries: readonly StoredEntry[], model: MemoryMode
   return jobs;
 }
 
-/** Indexes of the memory M_{u,t}: every element except the newest K, at most maxMemory (the newest of them). */
+/**
+ * Raw indexes of the memory M_{u,t} among `length` raw entries: every element of the history view except the
+ * newest K, at most maxMemory (the newest of them).
+ */
 export function memoryRange(length: number, model: MemoryModel): { start: number; end: number } {
   const end = Math.max(0, length - model.window);
-  return { start: Math.max(0, end - model.maxMemory), end };
+  return { start: Math.max(viewStart(length, model), end - model.maxMemory), end };
 }

@@ -26,7 +26,10 @@ export interface StoredEntry {
 export interface AppendResult {
   status: 'accepted' | 'duplicate';
   seq?: number;
-  /** The accepted event is older than the `maxHistory` newest ones, so the cap dropped it at once. */
+  /**
+   * The accepted event is older than the `maxHistory` newest ones, so it is not in the history (the cap dropped
+   * it at once, or keeps it only as window context of the oldest element).
+   */
   dropped?: boolean;
 }
 
@@ -41,10 +44,11 @@ export interface MemoryStore {
   ready(): Promise<boolean>;
   /**
    * Atomically: checks the idempotency key (per user), inserts the event in (timestamp, arrival) order and drops
-   * the oldest entries beyond `maxHistory`. Resolves only once the event is durable.
+   * the oldest entries beyond `maxHistory + context` (the `context` oldest kept are window context only).
+   * Resolves only once the event is durable.
    */
-  append(event: NewEvent, maxHistory: number): Promise<AppendResult>;
-  /** The user's history, oldest first. */
+  append(event: NewEvent, maxHistory: number, context?: number): Promise<AppendResult>;
+  /** The user's raw entries (history view plus window context), oldest first. */
   read(userId: string): Promise<StoredEntry[]>;
   /** Stores encodings; updates for entries that no longer exist are ignored. */
   putVectors(userId: string, updates: VectorUpdate[]): Promise<void>;

@@ -7,7 +7,7 @@ import { inSpan } from '../../telemetry/otel.js';
 import type { GatewayMetrics } from '../../telemetry/metrics.js';
 import type { Bundle } from '../bundle.js';
 import type { Encoder } from './encoder.js';
-import { isEncoded, memoryRange, promptOf, windowTokens, type MemoryModel } from './memory.js';
+import { isEncoded, memoryRange, promptOf, viewStart, windowTokens, type MemoryModel } from './memory.js';
 import type { MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
 import { validateId, validateRange, type Limits } from './validation.js';
 
@@ -98,7 +98,7 @@ export class RecommendService {
 
     let t = performance.now();
     let entries = await inSpan('memory.read', () => this.d.store.read(userId));
-    if ((this.d.encodeWaitMs ?? 0) > 0 && entries.some((_, i) => !isEncoded(entries, i, model))) {
+    if ((this.d.encodeWaitMs ?? 0) > 0 && countPending(entries, model) > 0) {
       // Events acked a moment ago are usually being encoded right now: wait (bounded) rather than lose them.
       await inSpan('encode.wait', () => this.d.encoder.settle(userId, this.d.encodeWaitMs ?? 0));
       entries = await inSpan('memory.read', () => this.d.store.read(userId));
@@ -129,8 +129,8 @@ export class RecommendService {
     const usable: StoredEntry[] = [];
     for (let i = start; i < end; i++)
       if (isEncoded(entries, i, model)) usable.push(entries[i] as StoredEntry);
-    let pending = 0;
-    for (let i = 0; i < n; i++) if (!isEncoded(entries, i, model)) pending++;
+    const pending = countPending(entries, model);
+    const historySize = n - viewStart(n, model);
 
     let retrieved: { entry: StoredEntry; score: number }[] = [];
     let retrieveMs = 0;
@@ -150,7 +150,7 @@ export class RecommendService {
         .slice(0, memoryK);
       retrieveMs = stage('retrieve', t);
     }
-    this.d.metrics?.memorySize.record(n, { kind: 'history' });
+    this.d.metrics?.memorySize.record(historySize, { kind: 'history' });
     this.d.metrics?.memorySize.record(usable.length, { kind: 'memory' });
 
     t = performance.now();
@@ -191,7 +191,7 @@ export class RecommendService {
           infer_ms: inferMs,
           total_ms: performance.now() - t0,
         },
-        history_size: n,
+        history_size: historySize,
         memory_size: usable.length,
         pending_encodings: pending,
         encoding_lagging: pending > 0,
@@ -202,11 +202,12 @@ export class RecommendService {
   async getMemory(input: { user_id?: unknown }): Promise<MemoryView[]> {
     const userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
     const entries = await inSpan('memory.read', () => this.d.store.read(userId));
-    return entries.map((e, i) => ({
+    const first = viewStart(entries.length, this.d.model);
+    return entries.slice(first).map((e, j) => ({
       event_id: e.eventId,
       item_id: e.itemId,
       timestamp_ms: e.timestampMs,
-      encoded: isEncoded(entries, i, this.d.model),
+      encoded: isEncoded(entries, first + j, this.d.model),
       unknown_item: e.token === this.d.bundle.tokens.unk,
     }));
   }
@@ -215,4 +216,12 @@ export class RecommendService {
     const userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
     return inSpan('memory.write', () => this.d.store.forget(userId));
   }
+}
+
+/** Elements of the history view not encoded for the current version and window. */
+function countPending(entries: readonly StoredEntry[], model: MemoryModel): number {
+  let pending = 0;
+  for (let i = viewStart(entries.length, model); i < entries.length; i++)
+    if (!isEncoded(entries, i, model)) pending++;
+  return pending;
 }

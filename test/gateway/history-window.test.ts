@@ -1,0 +1,93 @@
+/**
+ * Train/serve parity of memory windows at the history cap: element m is encoded over the K-item window ending at
+ * m from the full history (training/automr/data.py memory_indices), so the oldest elements of the history view
+ * keep their full-window vectors after the events before them fall out of the view.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
+import { Encoder } from '../../src/gateway/domain/encoder.js';
+import { IngestService } from '../../src/gateway/domain/ingest.js';
+import {
+  encKeyOf,
+  isEncoded,
+  memoryRange,
+  retainedEntries,
+  staleElements,
+  viewStart,
+  type MemoryModel,
+} from '../../src/gateway/domain/memory.js';
+import type { ModelServer } from '../../src/gateway/domain/ports.js';
+import type { Bundle } from '../../src/gateway/bundle.js';
+import { DEFAULT_LIMITS } from '../../src/gateway/domain/validation.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import { tempDir } from './helpers.js';
+
+const dir = tempDir('automr-window-');
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+void test('an element older than the history cap keeps its full-window vector', async () => {
+  const model: MemoryModel = { modelVersion: 'v1', window: 3, maxMemory: 2, bos: 1, maxHistory: 5 };
+  const encoded: number[][] = [];
+  const modelServer: ModelServer = {
+    ready: () => Promise.resolve(true),
+    // The vector records the prompt it was made from.
+    encode: (prompts) => {
+      encoded.push(...prompts);
+      return Promise.resolve(prompts.map((p) => Float32Array.from(p)));
+    },
+    recommend: () => Promise.resolve({ tokens: [], scores: [] }),
+    close: () => undefined,
+  };
+  const store = new LmdbMemoryStore(dir);
+  const encoder = new Encoder({ store, modelServer, model, batchSize: 8, logger: silentLogger() });
+  const bundle = {
+    tokenOf: (item: string) => 10 + Number(item.slice(1)),
+    tokens: { unk: 2 },
+  } as unknown as Bundle;
+  const ingest = new IngestService({
+    store,
+    encoder,
+    bundle,
+    limits: DEFAULT_LIMITS,
+    maxHistory: model.maxHistory,
+    historyContext: retainedEntries(model) - model.maxHistory,
+  });
+  const n = 12;
+  for (let i = 0; i < n; i++) {
+    const ack = await ingest.ingest({
+      event_id: `e${i}`,
+      user_id: 'u',
+      item_id: `i${i}`,
+      timestamp_ms: 1000 + i,
+    });
+    assert.equal(ack.status, 'ACCEPTED');
+    await encoder.idle();
+  }
+  // A late event older than the newest maxHistory is kept only as window context: acked as not in the history.
+  const late = await ingest.ingest({ event_id: 'late', user_id: 'u', item_id: 'i99', timestamp_ms: 1 });
+  assert.match(late.message, /history cap/);
+  await encoder.idle();
+
+  const entries = await store.read('u');
+  assert.equal(entries.length, retainedEntries(model), 'history view + window - 1 raw entries');
+  const first = viewStart(entries.length, model);
+  assert.deepEqual(
+    entries.slice(first).map((e) => e.eventId),
+    ['e7', 'e8', 'e9', 'e10', 'e11'],
+  );
+  // The oldest element of the view (e7) is encoded over e5, e6, e7: the two before it are outside the view.
+  const oldest = entries[first]!;
+  assert.equal(oldest.encKey, encKeyOf('v1', [15, 16, 17]));
+  assert.deepEqual([...oldest.vector!], [1, 15, 16, 17]);
+  assert.equal(isEncoded(entries, first, model), true);
+  assert.deepEqual(staleElements(entries, model), [], 'nothing is re-keyed after trimming');
+  // Every element was encoded exactly once, each over its full window (no truncated re-encoding).
+  assert.equal(encoded.length, n);
+  for (const prompt of encoded.slice(2)) assert.equal(prompt.length, 1 + model.window);
+  // The memory is the view minus the newest K, at most maxMemory.
+  assert.deepEqual(memoryRange(entries.length, model), { start: first, end: entries.length - 3 });
+  await encoder.stop(1000);
+  await store.close();
+});
