@@ -147,7 +147,7 @@ def get_sasrec_ranks(prep: Prepared, cfg: PipelineConfig, cache: Cache, test_row
         return z["ranks"], json.loads(str(z["info"]))
     t = time.time()
     model = train_sasrec(prep, scfg, log=_log if cfg.progress else (lambda *_: None))
-    ranks = rank_rows(model, prep, prep.splits["test"])
+    ranks = rank_rows(model, prep, test_rows)
     info = {"train_seconds": time.time() - t, "config": asdict(scfg)}
     np.savez(path, ranks=ranks, info=json.dumps(info))
     return ranks, info
