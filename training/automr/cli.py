@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--epochs", type=int, default=30)
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--lr", type=float, default=2e-3)
-    tr.add_argument("--mem-frac", type=float, default=0.5)
+    tr.add_argument("--mem-frac", type=float, default=TrainConfig.mem_frac, help="share of chunks trained with memory")
+    tr.add_argument("--max-mem", type=int, default=TrainConfig.max_mem, help="memory slots drawn per chunk, at most")
+    tr.add_argument("--mem-informed", type=float, default=TrainConfig.mem_informed, help="share with one target-near draw")
     tr.add_argument("--patience", type=int, default=4)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--data-seed", type=int, default=0)
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         tcfg = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, mem_frac=args.mem_frac,
+            max_mem=args.max_mem, mem_informed=args.mem_informed,
             patience=args.patience, progress=not args.no_progress,
         )
         run(prep, os.path.abspath(args.out), mcfg, tcfg)

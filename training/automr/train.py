@@ -34,8 +34,9 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.01
     seed: int = 0
-    mem_frac: float = 0.5
-    max_mem: int = 3
+    mem_frac: float = 0.8
+    max_mem: int = 8
+    mem_informed: float = 0.5  # share of memory chunks with one target-near draw (see chunk_memory)
     patience: int = 4
     select_metric: str = "NDCG@10"
     progress: bool = True
@@ -85,13 +86,24 @@ def chunk_batch(prep: Prepared, chunks: np.ndarray) -> tuple[torch.Tensor, torch
 
 
 def chunk_memory(
-    model: RecModel, prep: Prepared, chunks: np.ndarray, rng: np.random.Generator, frac: float, max_mem: int
+    model: RecModel,
+    prep: Prepared,
+    chunks: np.ndarray,
+    rng: np.random.Generator,
+    frac: float,
+    max_mem: int,
+    informed: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random memory draws for a batch of chunks -> memory [B,k,d], memory_mask [B,k] (k >= 1).
+    """Memory draws for a batch of chunks -> memory [B,k,d], memory_mask [B,k] (k >= 1).
 
     A drawn element m must be memory for every target in the chunk: m < a - 9 (target a+1 has
     memory m < a+1-10) and m >= e - MAX_HISTORY. z_m is encoded in the same forward pass.
+    With probability ``informed`` one draw is instead the element whose item is closest (current
+    item embeddings) to the chunk's last target: the kind of element a trained retriever brings,
+    so that ``upper`` learns to exploit a useful memory, while the random draws teach it to
+    shrug off useless ones.
     """
+    emb = model.tok_emb.weight.detach() if informed > 0 else None
     picks: list[list[int]] = []
     for u, a, e in chunks:
         lo, hi = max(0, int(e) - MAX_HISTORY), int(a) - WINDOW + 1
@@ -99,7 +111,13 @@ def chunk_memory(
             picks.append([])
             continue
         n = min(int(rng.integers(1, max_mem + 1)), hi - lo)
-        picks.append(sorted(int(m) for m in rng.choice(np.arange(lo, hi), size=n, replace=False)))
+        chosen = [int(m) for m in rng.choice(np.arange(lo, hi), size=n, replace=False)]
+        if emb is not None and rng.random() < informed:
+            cand = torch.from_numpy(prep.seqs[u][lo:hi])
+            best = lo + int(torch.argmax(emb[cand] @ emb[int(prep.seqs[u][e])]))
+            if best not in chosen:
+                chosen[0] = best
+        picks.append(sorted(chosen))
     b, d = len(chunks), model.cfg.d_model
     k = max(1, max((len(x) for x in picks), default=0))
     memory = torch.zeros(b * k, d)
@@ -115,10 +133,16 @@ def chunk_memory(
 
 
 def chunk_loss(
-    model: RecModel, prep: Prepared, chunks: np.ndarray, rng: np.random.Generator, frac: float, max_mem: int
+    model: RecModel,
+    prep: Prepared,
+    chunks: np.ndarray,
+    rng: np.random.Generator,
+    frac: float,
+    max_mem: int,
+    informed: float = 0.0,
 ) -> tuple[torch.Tensor, int]:
     ids, mask, tgt = chunk_batch(prep, chunks)
-    memory, mm = chunk_memory(model, prep, chunks, rng, frac, max_mem)
+    memory, mm = chunk_memory(model, prep, chunks, rng, frac, max_mem, informed)
     hidden, _ = model.lower(ids, mask)
     logits = model.upper_logits_all(hidden, mask, memory, mm)
     n = int((tgt >= 0).sum())
@@ -172,7 +196,7 @@ def train_model(prep: Prepared, mcfg: ModelConfig | None = None, tcfg: TrainConf
             batch = chunks[i * tcfg.batch_size : (i + 1) * tcfg.batch_size]
             if len(batch) == 0:
                 continue
-            loss, nt = chunk_loss(model, prep, batch, rng, tcfg.mem_frac, tcfg.max_mem)
+            loss, nt = chunk_loss(model, prep, batch, rng, tcfg.mem_frac, tcfg.max_mem, tcfg.mem_informed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -22,6 +22,6 @@ def tiny_trained(tiny_synth):
     from automr.train import TrainConfig, train_model
 
     mcfg = ModelConfig(n_items=tiny_synth.n_items, d_model=32, n_layers=2, n_heads=2, split_layer=1, dropout=0.0)
-    tcfg = TrainConfig(epochs=4, batch_size=64, lr=5e-3, seed=0, progress=False, patience=10)
+    tcfg = TrainConfig(epochs=4, batch_size=64, lr=5e-3, seed=0, progress=False, patience=10, mem_frac=0.5, max_mem=4)
     model, info = train_model(tiny_synth, mcfg, tcfg)
     return model, info
