@@ -27,7 +27,11 @@ void test('element m is encoded over the K-item window ending at m', () => {
   assert.deepEqual(windowTokens(h, 4, 3), [12, 13, 14]);
   const jobs = staleElements(h, model);
   assert.equal(jobs.length, 5);
-  assert.deepEqual(jobs[0], { seq: 5, prompt: [1, 12, 13, 14], encKey: 'v1|12,13,14' }, 'newest first');
+  assert.deepEqual(
+    jobs[0],
+    { seq: 5, timestampMs: 4, prompt: [1, 12, 13, 14], encKey: 'v1|12,13,14' },
+    'newest first',
+  );
 });
 
 void test('an encoding counts only for the current version and the current window', () => {

@@ -95,8 +95,13 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       await store.append(ev('u5', 2), 100);
       const [a, b] = await store.read('u5');
       await store.putVectors('u5', [
-        { seq: a!.seq, encKey: 'v1|1,4', vector: new Float32Array([0.5, -1, 2]) },
-        { seq: 9999, encKey: 'v1|x', vector: new Float32Array([1]) },
+        {
+          seq: a!.seq,
+          timestampMs: a!.timestampMs,
+          encKey: 'v1|1,4',
+          vector: new Float32Array([0.5, -1, 2]),
+        },
+        { seq: 9999, timestampMs: a!.timestampMs, encKey: 'v1|x', vector: new Float32Array([1]) },
       ]);
       const [a2, b2] = await store.read('u5');
       assert.deepEqual([...a2!.vector!], [0.5, -1, 2]);

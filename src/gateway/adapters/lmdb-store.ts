@@ -42,7 +42,12 @@ export class LmdbMemoryStore implements MemoryStore {
     const dir = path.resolve(dataDir);
     mkdirSync(dir, { recursive: true });
     // Sync stays on (the default): a resolved write plus `flushed` means durable.
-    this.db = open<EntryValue | number, Key>({ path: path.join(dir, 'memory.mdb'), compression: false });
+    // Shared msgpackr structures: entries are not self-describing records (smaller values, cheaper decode).
+    this.db = open<EntryValue | number, Key>({
+      path: path.join(dir, 'memory.mdb'),
+      compression: false,
+      sharedStructuresKey: Symbol.for('automr.structures'),
+    });
   }
 
   ready(): Promise<boolean> {
@@ -128,8 +133,9 @@ export class LmdbMemoryStore implements MemoryStore {
         seq: k[3],
       };
       if (v.v !== undefined && v.k !== undefined) {
-        // Copy: the buffer may be unaligned or reused by lmdb.
-        entry.vector = new Float32Array(new Uint8Array(v.v).buffer);
+        // One copy: the buffer may be unaligned or reused by lmdb.
+        const b = v.v;
+        entry.vector = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
         entry.encKey = v.k;
       }
       entries.push(entry);
@@ -141,14 +147,14 @@ export class LmdbMemoryStore implements MemoryStore {
     this.assertOpen();
     if (updates.length === 0) return;
     await this.locks.run(userId, async () => {
-      const bySeq = new Map(updates.map((up) => [up.seq, up]));
+      // Point lookups by key ([user, timestamp, seq] is the entry's key): no scan of the history.
       const writes: Promise<boolean>[] = [];
-      for (const { key, value } of this.db.getRange({ start: ['e', userId], end: ['e', userId, MAX_TS] })) {
-        const up = bySeq.get((key as number[])[3] as number);
-        if (up === undefined) continue;
-        const v = value as EntryValue;
+      for (const up of updates) {
+        const key: Key = ['e', userId, up.timestampMs, up.seq];
+        const v = this.db.get(key) as EntryValue | undefined;
+        if (v === undefined) continue; // trimmed or forgotten meanwhile
         const bytes = new Uint8Array(up.vector.buffer, up.vector.byteOffset, up.vector.byteLength);
-        writes.push(this.db.put(key, { ...v, k: up.encKey, v: bytes }));
+        writes.push(this.db.put(key, { id: v.id, item: v.item, tok: v.tok, k: up.encKey, v: bytes }));
       }
       await Promise.all(writes);
     });

@@ -39,6 +39,8 @@ if n > maxHistory then
   local rank = redis.call('ZREVRANK', zKey, member)
   if not rank or rank >= maxHistory then dropped = 1 end
 end
+-- The user index (drives background re-encoding) is outside the user's slot: only on a single Redis node.
+if KEYS[6] then redis.call('SADD', KEYS[6], ARGV[8]) end
 return {1, seq, dropped}
 `;
 
@@ -61,6 +63,7 @@ type Client = Redis | Cluster;
 
 interface ScriptClient {
   automrAppend(...args: (string | number)[]): Promise<[number, number, number]>;
+  automrAppendIndexed(...args: (string | number)[]): Promise<[number, number, number]>;
   automrPutVectors(...args: (string | Buffer)[]): Promise<number>;
   automrForget(...args: string[]): Promise<number>;
 }
@@ -78,6 +81,8 @@ export class RedisMemoryStore implements MemoryStore {
   private readonly client: Client & ScriptClient;
   private readonly prefix: string;
   private readonly ttlMs: number;
+  /** On Redis Cluster the user index (another slot) is added in a second step; on one node, in the script. */
+  private readonly cluster: boolean;
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix ?? 'automr';
@@ -100,6 +105,8 @@ export class RedisMemoryStore implements MemoryStore {
       options.logger?.warn({ err: error.message }, 'redis connection error'),
     );
     client.defineCommand('automrAppend', { numberOfKeys: 5, lua: APPEND_LUA });
+    client.defineCommand('automrAppendIndexed', { numberOfKeys: 6, lua: APPEND_LUA });
+    this.cluster = client instanceof Cluster;
     client.defineCommand('automrPutVectors', { numberOfKeys: 2, lua: PUT_VECTORS_LUA });
     client.defineCommand('automrForget', { numberOfKeys: 5, lua: FORGET_LUA });
     this.client = client as Client & ScriptClient;
@@ -125,25 +132,15 @@ export class RedisMemoryStore implements MemoryStore {
   async append(event: NewEvent, maxHistory: number, context = 0): Promise<AppendResult> {
     const k = this.keys(event.userId);
     const payload = JSON.stringify({ id: event.eventId, item: event.itemId, tok: event.token });
+    const args = [event.eventId, payload, event.timestampMs, Date.now(), this.ttlMs, maxHistory, context];
     const [accepted, seq, dropped] = await this.call(() =>
-      this.client.automrAppend(
-        k.seq,
-        k.z,
-        k.e,
-        k.v,
-        k.i,
-        event.eventId,
-        payload,
-        event.timestampMs,
-        Date.now(),
-        this.ttlMs,
-        maxHistory,
-        context,
-      ),
+      this.cluster
+        ? this.client.automrAppend(k.seq, k.z, k.e, k.v, k.i, ...args)
+        : this.client.automrAppendIndexed(k.seq, k.z, k.e, k.v, k.i, this.usersKey, ...args, event.userId),
     );
     if (accepted === 0) return { status: 'duplicate' };
-    // The user index only drives background re-encoding; it lives outside the user's slot, so it is a second step.
-    await this.call(() => this.client.sadd(this.usersKey, event.userId));
+    // On a cluster the user index lives outside the user's slot, so it is a second step.
+    if (this.cluster) await this.call(() => this.client.sadd(this.usersKey, event.userId));
     return { status: 'accepted', seq, dropped: dropped === 1 };
   }
 

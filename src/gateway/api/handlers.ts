@@ -45,23 +45,33 @@ function headersOf(metadata: Metadata): Record<string, string> {
   return out;
 }
 
+/** The call's abort signal (client cancel or deadline) and `done`, which drops its timer and listener. */
 function signalOf(call: {
   on(event: 'cancelled', fn: () => void): unknown;
+  removeListener(event: 'cancelled', fn: () => void): unknown;
   getDeadline(): Date | number;
-}): AbortSignal {
+}): { signal: AbortSignal; done: () => void } {
   const controller = new AbortController();
-  call.on('cancelled', () => controller.abort(new AppError('CANCELLED', 'client cancelled the call')));
+  const onCancelled = () => controller.abort(new AppError('CANCELLED', 'client cancelled the call'));
+  call.on('cancelled', onCancelled);
   const deadline = call.getDeadline();
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  let timer: NodeJS.Timeout | undefined;
   if (Number.isFinite(ms) && ms > 0) {
-    const timer = setTimeout(
+    timer = setTimeout(
       () => controller.abort(new AppError('DEADLINE_EXCEEDED', 'deadline exceeded')),
       Math.max(0, ms - Date.now()),
     );
     timer.unref();
-    controller.signal.addEventListener('abort', () => clearTimeout(timer));
   }
-  return controller.signal;
+  return {
+    signal: controller.signal,
+    // Called when the call finishes: no timer or closure outlives it until the deadline.
+    done: () => {
+      clearTimeout(timer);
+      call.removeListener('cancelled', onCancelled);
+    },
+  };
 }
 
 const DRAINING = () =>
@@ -165,7 +175,7 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
         call.emit('error', toServiceError(DRAINING()));
         return;
       }
-      const signal = signalOf(call);
+      const { signal, done } = signalOf(call);
       const parent = extractContext(headersOf(call.metadata));
       const write = (msg: RecommendResponse) =>
         new Promise<void>((resolve) => {
@@ -188,11 +198,13 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
             )
             .then(
               () => {
+                done();
                 span.end();
                 observe('Recommend', started);
                 call.end();
               },
               (error: unknown) => {
+                done();
                 span.setStatus({ code: SpanStatusCode.ERROR, message: toAppError(error).message });
                 span.end();
                 observe('Recommend', started, error);

@@ -4,6 +4,7 @@
  * re-reads the stored history, so late events and bundle changes are handled by the same code path. Failures
  * are retried with capped exponential backoff: raw events are already durable, so nothing is lost meanwhile.
  */
+import { setMaxListeners } from 'node:events';
 import { context, type Context } from '@opentelemetry/api';
 import { toAppError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
@@ -27,6 +28,8 @@ export interface EncoderOptions {
   metrics?: GatewayMetrics;
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Delay before a user's encoding pass starts, so that a burst of events is encoded in one pass (ms). */
+  debounceMs?: number;
 }
 
 export class Encoder {
@@ -41,7 +44,13 @@ export class Encoder {
   private stopped = false;
   private readonly abort = new AbortController();
 
-  constructor(private readonly o: EncoderOptions) {}
+  /** Users whose next pass waits for the debounce delay (a burst of events becomes one pass). */
+  private readonly debounced = new Map<string, NodeJS.Timeout>();
+
+  constructor(private readonly o: EncoderOptions) {
+    // Every in-flight model-server call listens on this one signal (and removes its listener when done).
+    setMaxListeners(0, this.abort.signal);
+  }
 
   /** Encodes prompts, batched with those of concurrent callers. */
   encodePrompts(prompts: number[][]): Promise<Float32Array[]> {
@@ -85,7 +94,23 @@ export class Encoder {
     if (this.stopped) return;
     if (!this.dirty.has(userId) && !this.running.has(userId)) this.o.metrics?.encodeBacklog.add(1);
     this.dirty.set(userId, context.active());
-    if (!this.running.has(userId)) this.start(userId);
+    if (this.running.has(userId) || this.debounced.has(userId)) return;
+    const delay = this.o.debounceMs ?? 2;
+    if (delay <= 0) return this.start(userId);
+    const timer = setTimeout(() => {
+      this.debounced.delete(userId);
+      if (!this.running.has(userId) && !this.stopped) this.start(userId);
+    }, delay);
+    this.debounced.set(userId, timer);
+  }
+
+  /** Starts a user's debounced pass now (someone is waiting for it). */
+  private startNow(userId: string): void {
+    const timer = this.debounced.get(userId);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.debounced.delete(userId);
+    if (!this.running.has(userId) && !this.stopped) this.start(userId);
   }
 
   private start(userId: string): void {
@@ -114,7 +139,12 @@ export class Encoder {
             await inSpan('memory.write', () =>
               this.o.store.putVectors(
                 userId,
-                jobs.map((j, i) => ({ seq: j.seq, encKey: j.encKey, vector: vectors[i] as Float32Array })),
+                jobs.map((j, i) => ({
+                  seq: j.seq,
+                  timestampMs: j.timestampMs,
+                  encKey: j.encKey,
+                  vector: vectors[i] as Float32Array,
+                })),
               ),
             );
           }),
@@ -149,6 +179,7 @@ export class Encoder {
       if (this.stopped) break;
       users++;
       this.schedule(userId);
+      this.startNow(userId);
       const job = this.running.get(userId);
       if (job !== undefined) {
         inFlight.add(job);
@@ -173,7 +204,10 @@ export class Encoder {
       list.push(resolve);
       this.waiters.set(userId, list);
     });
-    if (!this.retryTimers.has(userId)) this.schedule(userId);
+    if (!this.retryTimers.has(userId)) {
+      this.schedule(userId);
+      this.startNow(userId);
+    }
     await Promise.race([passed, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
   }
@@ -185,6 +219,7 @@ export class Encoder {
 
   /** Resolves when no job is running and none is queued (retries pending excluded). */
   async idle(): Promise<void> {
+    for (const userId of [...this.debounced.keys()]) this.startNow(userId);
     while (this.running.size > 0) await Promise.all([...this.running.values()]);
   }
 
@@ -192,6 +227,7 @@ export class Encoder {
   async stop(timeoutMs: number): Promise<void> {
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
     this.retryTimers.clear();
+    for (const userId of [...this.debounced.keys()]) this.startNow(userId);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.idle(),

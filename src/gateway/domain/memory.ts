@@ -53,6 +53,7 @@ export function isEncoded(entries: readonly StoredEntry[], index: number, model:
 
 export interface EncodeJob {
   seq: number;
+  timestampMs: number;
   prompt: number[];
   encKey: string;
 }
@@ -67,8 +68,10 @@ export function staleElements(entries: readonly StoredEntry[], model: MemoryMode
   for (let i = entries.length - 1; i >= first; i--) {
     if (isEncoded(entries, i, model)) continue;
     const tokens = windowTokens(entries, i, model.window);
+    const entry = entries[i] as StoredEntry;
     jobs.push({
-      seq: (entries[i] as StoredEntry).seq,
+      seq: entry.seq,
+      timestampMs: entry.timestampMs,
       prompt: promptOf(tokens, model.bos),
       encKey: encKeyOf(model.modelVersion, tokens),
     });

@@ -35,6 +35,8 @@ export interface AppendResult {
 
 export interface VectorUpdate {
   seq: number;
+  /** The entry's timestamp: with `seq` it is the entry's key, so stores update it without a scan. */
+  timestampMs: number;
   encKey: string;
   vector: Float32Array;
 }
