@@ -1,6 +1,7 @@
 /**
  * `npm run replay -- --dataset DIR --bundle DIR --targets FILE [--addr HOST:PORT]`: served-path parity
- * check (see src/replay/replay.ts). Exits 1 when a metric falls outside the offline interval.
+ * check (see src/replay/replay.ts). Exits 1 when a metric falls outside the offline interval or the
+ * served per-sample ranks disagree with the offline ones.
  */
 import { writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +18,9 @@ const HELP = `Usage: npm run replay -- --dataset DIR --bundle DIR --targets FILE
   --limit-users N     replay only the first N users (a smoke check; parity is not judged)
   --top-n N           items requested per Recommend (default 100, capped at the bundle's top_k)
   --max-history N     history kept per user by the started gateway (default: the gateway's own default)
-  --out FILE          also write the JSON report`;
+  --min-agreement X   least share of samples whose served rank equals the offline one (default 0.99)
+  --out FILE          also write the JSON report
+Exit code 0 only with parity: every metric inside the offline interval and the agreement reached.`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -31,6 +34,7 @@ async function main(): Promise<number> {
       'limit-users': { type: 'string' },
       'top-n': { type: 'string', default: '100' },
       'max-history': { type: 'string' },
+      'min-agreement': { type: 'string', default: '0.99' },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -56,13 +60,14 @@ async function main(): Promise<number> {
     topN: Number(values['top-n'] ?? 100),
     ...(values['max-history'] === undefined ? {} : { maxHistory: Number(values['max-history']) }),
     memoryK: 1,
+    minAgreement: Number(values['min-agreement'] ?? 0.99),
     userPrefix: `replay-${randomBytes(3).toString('hex')}-`,
     encodingWaitMs: 5_000,
     log: (message) => console.error(`[replay] ${message}`),
   });
   console.log(renderReplay(report));
   if (values.out !== undefined) await writeFile(values.out, `${JSON.stringify(report, null, 2)}\n`);
-  return report.all_within ? 0 : 1;
+  return report.parity ? 0 : 1;
 }
 
 main().then(

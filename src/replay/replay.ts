@@ -38,6 +38,12 @@ export interface ReplayOptions {
   userPrefix: string;
   /** History kept per user by a started gateway (its `--max-history`); undefined = the gateway's default. */
   maxHistory?: number;
+  /**
+   * Least share of samples whose served rank equals the offline rank (ranks past top_n equal). Served and
+   * offline run the same exported graphs, so anything but (near) total agreement is skew, even while the
+   * aggregate metrics stay inside their intervals (the history-cap window bug moved 4% of ranks and no mean).
+   */
+  minAgreement: number;
   /** How long to wait for a user's memory to be fully encoded before a Recommend counts. */
   encodingWaitMs: number;
   log: (message: string) => void;
@@ -69,6 +75,11 @@ export interface ReplayReport {
   served: Metrics;
   comparison: MetricComparison[];
   all_within: boolean;
+  /** Share of samples with the same rank as offline, and whether it reaches `minAgreement`. */
+  agreement_share: number;
+  agreement_ok: boolean;
+  /** Parity: every metric within its interval and per-sample agreement at least `minAgreement`. */
+  parity: boolean;
   /** Served ranks against the offline per-sample automr ranks (ranks >= top_n count as equal). */
   agreement: RankAgreement;
   recommends_waiting_for_encoding: number;
@@ -226,6 +237,13 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     const served = summarizeRanks(ranks);
     const comparison = compareWithOffline(served, targets.automr_row);
     const partial = options.limitUsers !== undefined;
+    const agreement = rankAgreement(
+      ranks,
+      replayed.map((s) => s.automr_rank),
+      topN,
+    );
+    const agreementShare = agreement.samples === 0 ? 0 : agreement.sameRank / agreement.samples;
+    const allWithin = !partial && comparison.every((c) => c.within !== false);
     return {
       dataset: targets.dataset,
       fingerprint: dataset.fingerprint,
@@ -236,12 +254,11 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       events_ingested: eventsIngested,
       served,
       comparison,
-      all_within: !partial && comparison.every((c) => c.within !== false),
-      agreement: rankAgreement(
-        ranks,
-        replayed.map((s) => s.automr_rank),
-        topN,
-      ),
+      all_within: allWithin,
+      agreement_share: Math.round(agreementShare * 10_000) / 10_000,
+      agreement_ok: agreementShare >= options.minAgreement,
+      parity: allWithin && agreementShare >= options.minAgreement,
+      agreement,
       recommends_waiting_for_encoding: waited,
       recommends_still_lagging: lagging,
       unknown_items: unknownItems,
