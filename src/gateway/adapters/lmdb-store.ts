@@ -57,11 +57,13 @@ export class LmdbMemoryStore implements MemoryStore {
   async append(event: NewEvent, maxHistory: number, context = 0): Promise<AppendResult> {
     this.assertOpen();
     const { userId: u, eventId } = event;
-    await this.forgetting.get(u);
+    const forgetting = this.forgetting.get(u);
+    if (forgetting !== undefined) await forgetting;
     const idemKey: Key = ['i', u, eventId];
     let pending = this.pending.get(u);
     const inFlight = pending?.get(eventId);
-    if (inFlight !== undefined || this.db.get(idemKey) !== undefined) {
+    // A duplicate of a committed event is also caught by `ifNoExists` below (written = false), so no read here.
+    if (inFlight !== undefined) {
       // A duplicate is acked only once the original is durable, like the original itself.
       await inFlight?.catch(() => undefined);
       await this.db.flushed;
@@ -91,7 +93,8 @@ export class LmdbMemoryStore implements MemoryStore {
     await this.db.flushed;
     if (!written) return { status: 'duplicate' };
     let dropped = false;
-    const count = this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] });
+    // Sequence numbers start at 1 per user (again after forget), so a user never holds more entries than `seq`.
+    const count = seq > maxHistory ? this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] }) : 0;
     if (count > maxHistory) {
       const keep = maxHistory + context;
       const removed = count > keep ? await this.locks.run(u, () => this.trim(u, keep)) : [];

@@ -51,6 +51,17 @@ export function isEncoded(entries: readonly StoredEntry[], index: number, model:
   );
 }
 
+/**
+ * `isEncoded` for every element of the history view (index = raw index; context entries are false), computed
+ * once per read: callers that test the same elements several times (Recommend) build each key only once.
+ */
+export function encodedFlags(entries: readonly StoredEntry[], model: MemoryModel): boolean[] {
+  const flags = new Array<boolean>(entries.length).fill(false);
+  for (let i = viewStart(entries.length, model); i < entries.length; i++)
+    flags[i] = isEncoded(entries, i, model);
+  return flags;
+}
+
 export interface EncodeJob {
   seq: number;
   timestampMs: number;

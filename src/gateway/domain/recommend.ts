@@ -7,7 +7,15 @@ import { inSpan } from '../../telemetry/otel.js';
 import type { GatewayMetrics } from '../../telemetry/metrics.js';
 import type { Bundle } from '../bundle.js';
 import type { Encoder } from './encoder.js';
-import { isEncoded, memoryRange, promptOf, viewStart, windowTokens, type MemoryModel } from './memory.js';
+import {
+  encodedFlags,
+  isEncoded,
+  memoryRange,
+  promptOf,
+  viewStart,
+  windowTokens,
+  type MemoryModel,
+} from './memory.js';
 import type { MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
 import { validateId, validateRange, type Limits } from './validation.js';
 
@@ -98,10 +106,14 @@ export class RecommendService {
 
     let t = performance.now();
     let entries = await inSpan('memory.read', () => this.d.store.read(userId));
-    if ((this.d.encodeWaitMs ?? 0) > 0 && countPending(entries, model) > 0) {
+    let encoded = encodedFlags(entries, model);
+    let pending = countPending(entries, encoded, model);
+    if ((this.d.encodeWaitMs ?? 0) > 0 && pending > 0) {
       // Events acked a moment ago are usually being encoded right now: wait (bounded) rather than lose them.
       await inSpan('encode.wait', () => this.d.encoder.settle(userId, this.d.encodeWaitMs ?? 0));
       entries = await inSpan('memory.read', () => this.d.store.read(userId));
+      encoded = encodedFlags(entries, model);
+      pending = countPending(entries, encoded, model);
     }
     const memoryReadMs = stage('memory.read', t);
     const n = entries.length;
@@ -115,7 +127,7 @@ export class RecommendService {
     let encodeMs = 0;
     if (n > 0) {
       const newest = entries[n - 1] as StoredEntry;
-      if (isEncoded(entries, n - 1, model)) zt = newest.vector;
+      if (encoded[n - 1] === true) zt = newest.vector;
       else {
         t = performance.now();
         [zt] = await inSpan('encode', () =>
@@ -127,9 +139,7 @@ export class RecommendService {
 
     const { start, end } = memoryRange(n, model);
     const usable: StoredEntry[] = [];
-    for (let i = start; i < end; i++)
-      if (isEncoded(entries, i, model)) usable.push(entries[i] as StoredEntry);
-    const pending = countPending(entries, model);
+    for (let i = start; i < end; i++) if (encoded[i] === true) usable.push(entries[i] as StoredEntry);
     const historySize = n - viewStart(n, model);
 
     let retrieved: { entry: StoredEntry; score: number }[] = [];
@@ -219,9 +229,12 @@ export class RecommendService {
 }
 
 /** Elements of the history view not encoded for the current version and window. */
-function countPending(entries: readonly StoredEntry[], model: MemoryModel): number {
+function countPending(
+  entries: readonly StoredEntry[],
+  encoded: readonly boolean[],
+  model: MemoryModel,
+): number {
   let pending = 0;
-  for (let i = viewStart(entries.length, model); i < entries.length; i++)
-    if (!isEncoded(entries, i, model)) pending++;
+  for (let i = viewStart(entries.length, model); i < entries.length; i++) if (encoded[i] !== true) pending++;
   return pending;
 }
