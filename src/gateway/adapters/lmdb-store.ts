@@ -25,6 +25,8 @@ interface EntryValue {
 }
 
 const MAX_TS = Number.MAX_SAFE_INTEGER;
+/** Vectors per shared allocation in `read` (a full history is 109 entries). */
+const VECTORS_PER_POOL = 128;
 
 export class LmdbMemoryStore implements MemoryStore {
   readonly kind = 'lmdb';
@@ -125,6 +127,9 @@ export class LmdbMemoryStore implements MemoryStore {
   read(userId: string): Promise<StoredEntry[]> {
     this.assertOpen();
     const entries: StoredEntry[] = [];
+    // Vectors are copied (lmdb reuses its read buffer) into one shared allocation per read, not one per entry.
+    let pool: Uint8Array | undefined;
+    let used = 0;
     for (const { key, value } of this.db.getRange({ start: ['e', userId], end: ['e', userId, MAX_TS] })) {
       const k = key as [string, string, number, number];
       const v = value as EntryValue;
@@ -136,9 +141,14 @@ export class LmdbMemoryStore implements MemoryStore {
         seq: k[3],
       };
       if (v.v !== undefined && v.k !== undefined) {
-        // One copy: the buffer may be unaligned or reused by lmdb.
         const b = v.v;
-        entry.vector = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+        if (pool === undefined || used + b.byteLength > pool.byteLength) {
+          pool = new Uint8Array(b.byteLength * VECTORS_PER_POOL);
+          used = 0;
+        }
+        pool.set(b, used); // offsets are multiples of the vector size, so the view is aligned
+        entry.vector = new Float32Array(pool.buffer, used, b.byteLength / 4);
+        used += b.byteLength;
         entry.encKey = v.k;
       }
       entries.push(entry);

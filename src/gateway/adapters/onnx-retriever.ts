@@ -25,7 +25,8 @@ export class OnnxRetriever implements Retriever {
     const mem = new Float32Array(m * this.d);
     memory.forEach((v, i) => mem.set(v, i * this.d));
     const out = await this.session.run({
-      query: new ort.Tensor('float32', query, [1, this.d]),
+      // A stored vector may be a view into a larger buffer: hand onnxruntime its own copy.
+      query: new ort.Tensor('float32', query.slice(), [1, this.d]),
       memory: new ort.Tensor('float32', mem, [1, m, this.d]),
       memory_mask: new ort.Tensor('int64', new BigInt64Array(m).fill(1n), [1, m]),
     });
