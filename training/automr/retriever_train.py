@@ -140,7 +140,8 @@ def train_default_retriever(
     prep,
     delta: str = "logp",
     tau: float = 0.3,
-    max_train_samples: int | None = 12000,
+    max_train_samples: int | None = 6000,
+    max_valid_samples: int | None = 4000,
     cfg: RetrieverConfig | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -151,11 +152,13 @@ def train_default_retriever(
     from .memory import build_memory, sample_view
 
     mem = build_memory(model, prep, progress=progress)
-    train_rows = prep.splits["train"]
-    if max_train_samples is not None and len(train_rows) > max_train_samples:
-        rng = np.random.default_rng(seed)
-        train_rows = train_rows[np.sort(rng.choice(len(train_rows), max_train_samples, replace=False))]
-    tv, vv = sample_view(mem, train_rows), sample_view(mem, prep.splits["valid"])
+    rng = np.random.default_rng(seed)
+
+    def sub(rows: np.ndarray, n: int | None) -> np.ndarray:
+        return rows if n is None or len(rows) <= n else rows[np.sort(rng.choice(len(rows), n, replace=False))]
+
+    train_rows, valid_rows = sub(prep.splits["train"], max_train_samples), sub(prep.splits["valid"], max_valid_samples)
+    tv, vv = sample_view(mem, train_rows), sample_view(mem, valid_rows)
     ts = score_memory(model, prep, mem, tv, progress=progress, desc="labels train")
     vs = score_memory(model, prep, mem, vv, progress=progress, desc="labels valid")
     ret, _ = train_retriever(mem, tv, make_labels(ts, delta, tau), vv, vs, cfg or RetrieverConfig(seed=seed), log=lambda *_: None)
