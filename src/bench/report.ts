@@ -302,6 +302,8 @@ export function renderMarkdown(report: BenchReport): string {
           'errors',
           'pending at stop',
           'encode drain ms',
+          'gateway CPU ms/event',
+          'model srv CPU ms/event',
         ],
         report.sweep.ingest.map((f) => [
           f.store,

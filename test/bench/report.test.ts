@@ -60,3 +60,32 @@ void test('a run without gateway figures reports n/a rather than zeros', () => {
   assert.equal(report.targets[0]?.met, null);
   assert.match(renderMarkdown(report), /recommend_rps \/ echo_rps at c=64 \| >= 0\.5 \| n\/a \| n\/a/);
 });
+
+void test('every markdown table row has as many cells as its header', () => {
+  const report = emptyReport({ mode: 'quick', cpus: 2 });
+  report.sweep.echo = sweep([1000, 3000, 4000, 5000]);
+  report.sweep.recommend = sweep([400, 1200, 2000, 2400], lat(0.8, 2.5));
+  report.sweep.model_server = sweep([100, 200, 300, 400]);
+  report.sweep.ingest.push({
+    store: 'lmdb',
+    mode: 'closed 4x64',
+    eps: 1,
+    ack_latency: lat(3, 9),
+    accepted: 1,
+    rejected: 0,
+    errors: 0,
+    gateway_cpu_ms_per_event: 0.2,
+    model_server_cpu_ms_per_event: 0.05,
+  });
+  const lines = renderMarkdown(finalizeReport(report)).split('\n');
+  let header = -1;
+  for (const line of lines) {
+    if (!line.startsWith('|')) {
+      header = -1;
+      continue;
+    }
+    const cells = line.split(' | ').length;
+    if (header < 0) header = cells;
+    else assert.equal(cells, header, line);
+  }
+});
