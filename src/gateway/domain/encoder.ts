@@ -28,7 +28,8 @@ export interface EncoderOptions {
   metrics?: GatewayMetrics;
   retryBaseMs?: number;
   retryMaxMs?: number;
-  /** Delay before a user's encoding pass starts, so that a burst of events is encoded in one pass (ms). */
+  /** Delay before a user's encoding pass starts, so that a burst of events is encoded in one pass (ms; default:
+   * the next event-loop turn; a timer per user and event costs more than it merges when users interleave). */
   debounceMs?: number;
 }
 
@@ -45,7 +46,7 @@ export class Encoder {
   private readonly abort = new AbortController();
 
   /** Users whose next pass waits for the debounce delay (a burst of events becomes one pass). */
-  private readonly debounced = new Map<string, NodeJS.Timeout>();
+  private readonly debounced = new Map<string, () => void>();
 
   constructor(private readonly o: EncoderOptions) {
     // Every in-flight model-server call listens on this one signal (and removes its listener when done).
@@ -95,20 +96,27 @@ export class Encoder {
     if (!this.dirty.has(userId) && !this.running.has(userId)) this.o.metrics?.encodeBacklog.add(1);
     this.dirty.set(userId, context.active());
     if (this.running.has(userId) || this.debounced.has(userId)) return;
-    const delay = this.o.debounceMs ?? 2;
-    if (delay <= 0) return this.start(userId);
-    const timer = setTimeout(() => {
+    // Debounce: the pass starts on the next event-loop turn (or after `debounceMs`), so the events of one user
+    // delivered together (one stream read, one batch) are encoded by one pass.
+    const fire = () => {
       this.debounced.delete(userId);
       if (!this.running.has(userId) && !this.stopped) this.start(userId);
-    }, delay);
-    this.debounced.set(userId, timer);
+    };
+    const delay = this.o.debounceMs ?? 0;
+    if (delay > 0) {
+      const timer = setTimeout(fire, delay);
+      this.debounced.set(userId, () => clearTimeout(timer));
+    } else {
+      const immediate = setImmediate(fire);
+      this.debounced.set(userId, () => clearImmediate(immediate));
+    }
   }
 
   /** Starts a user's debounced pass now (someone is waiting for it). */
   private startNow(userId: string): void {
-    const timer = this.debounced.get(userId);
-    if (timer === undefined) return;
-    clearTimeout(timer);
+    const cancel = this.debounced.get(userId);
+    if (cancel === undefined) return;
+    cancel();
     this.debounced.delete(userId);
     if (!this.running.has(userId) && !this.stopped) this.start(userId);
   }
