@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the TypeScript types for every .proto under proto/ into src/generated/ with
 # @grpc/proto-loader's type generator. The loader options here must match the ones the code passes to
-# protoLoader.load (PROTO_LOADER_OPTIONS in src/triton/proto.ts): keepCase, longs as Number (shapes
+# protoLoader.load (PROTO_LOADER_OPTIONS in src/shared/proto.ts): keepCase, longs as Number (shapes
 # and counters stay well below 2^53), enums as String, defaults, oneofs.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,26 +1,11 @@
-/**
- * Loading of the Triton protocol definitions, shared by the client and the local model server. The
- * loader options must stay in step with scripts/gen-proto.sh so that the generated types describe
- * exactly the objects grpc-js hands us.
- */
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+/** Loading of the Triton protocol definitions, shared by the client and the local model server. */
 import { loadPackageDefinition, type GrpcObject } from '@grpc/grpc-js';
-import { loadSync, type Options } from '@grpc/proto-loader';
+import { loadSync } from '@grpc/proto-loader';
 import type { ProtoGrpcType } from '../generated/grpc_service.js';
+import { PROTO_DIR, PROTO_LOADER_OPTIONS } from '../shared/proto.js';
 
-/** proto/ at the repository root; the same relative place from src/triton and dist/triton. */
-export const PROTO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../proto');
+export { PROTO_DIR, PROTO_LOADER_OPTIONS };
 export const INFERENCE_PROTO = 'inference/grpc_service.proto';
-
-export const PROTO_LOADER_OPTIONS: Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [PROTO_DIR],
-};
 
 let cached: ProtoGrpcType | undefined;
 

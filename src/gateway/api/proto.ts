@@ -1,23 +1,15 @@
-/** Loads the recommender and health protos (options in step with scripts/gen-proto.sh). */
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+/** Loads the recommender and health protos (with the project's shared loader options). */
 import { loadPackageDefinition, type GrpcObject } from '@grpc/grpc-js';
-import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import type { ProtoGrpcType } from '../../generated/recommender.js';
+import { PROTO_DIR, PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
 
-export const PROTO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../proto');
+export { PROTO_DIR };
 export const RECOMMENDER_PROTO = 'automr/v1/recommender.proto';
 export const SERVICE_NAME = 'automr.v1.Recommender';
 
-export const LOADER_OPTIONS: Options = {
-  keepCase: true,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [PROTO_DIR],
-};
+export const LOADER_OPTIONS = PROTO_LOADER_OPTIONS;
 
 let cached: { definition: PackageDefinition; grpc: ProtoGrpcType } | undefined;
 
