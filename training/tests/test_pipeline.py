@@ -60,13 +60,27 @@ def test_automr_row_equals_running_upper_with_the_retrieved_element(fast_run):
     assert np.array_equal(direct, ev["_ranks"]["automr"][:400])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the reference model's upper half barely uses memory (oracle ~ no_memory on this data); "
-    "see training/NOTES-learning.md. Strict: this starts failing as soon as AutoMR does win, to drop the marker.",
-)
-def test_automr_beats_no_memory_and_random_memory(fast_run):
+def test_single_slot_memory_rows_are_consistent_and_memory_does_not_hurt(fast_run):
+    """What holds at CI scale, asserted instead of a win.
+
+    AutoMR beating no_memory/random_memory is NOT shown at this scale. Measured on this fixture and on two larger
+    variants (d_model 64 / 4 layers / 8 epochs, with and without favourites=3 + p_explore=1.0 in the generator),
+    even the oracle element lifts NDCG@10 by <= 0.006, so no retriever can win, and automr's paired 95% intervals
+    against no_memory and random_memory straddle 0. What must hold regardless: the oracle (per sample, the element
+    maximising the target's log-probability) is at least no_memory and every single-slot method, within 1e-3 (rank
+    is not strictly monotone in log-probability), and the trained retriever does not degrade the model beyond a small non-inferiority margin.
+    """
     _, _, res = fast_run
+    ev = res["_eval"]
+    rows = {r["method"]: r for r in ev["rows"]}
+    single = ("random_memory", "recent_memory", "semantic_memory", "automr")
+    for m in ("recall@10", "ndcg@10"):
+        assert rows["oracle_memory"][m] >= rows["no_memory"][m] - 1e-3, m
+        for name in single:
+            assert rows["oracle_memory"][m] >= rows[name][m] - 1e-3, (name, m)
     for other in ("no_memory", "random_memory"):
-        p = res["_eval"]["paired"][f"automr_vs_{other}"]["bootstrap"]["ndcg@5"]
-        assert p["ci95"][0] > 0, (other, p)
+        b = ev["paired"][f"automr_vs_{other}"]["bootstrap"]
+        # Non-inferiority: the whole paired 95% interval of (automr - other) lies above a small margin. (A tiny
+        # significant loss, ~1e-4 NDCG@10, does occur on some seeds, so "not significantly worse" would be wrong.)
+        for m, margin in (("recall@10", 0.01), ("ndcg@10", 0.005)):
+            assert b[m]["ci95"][0] > -margin, (other, m, b[m])
