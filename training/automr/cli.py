@@ -46,6 +46,7 @@ def run(
     repo_dir: str | None = None,
     bundle_dir: str | None = None,
     checkpoint: str | None = None,
+    train_retriever: bool = False,
 ) -> dict:
     print(
         f"dataset {prep.name}: {len(prep.users)} users, {prep.n_items} items, {prep.n_interactions} interactions; "
@@ -64,7 +65,13 @@ def run(
     )
     os.makedirs(out_dir, exist_ok=True)
     save_model(model, checkpoint or os.path.join(out_dir, "model.pt"), extra={"fingerprint": prep.fingerprint})
-    manifest = export_bundle(model, prep, out_dir, repo_dir=repo_dir, bundle_dir=bundle_dir)
+    retriever = None
+    if train_retriever:
+        # Eq. 5 labels + KL training (automr.retriever_train); without it the bundle gets the identity retriever.
+        from .retriever_train import train_default_retriever
+
+        retriever = train_default_retriever(model, prep, progress=tcfg.progress)
+    manifest = export_bundle(model, prep, out_dir, retriever=retriever, repo_dir=repo_dir, bundle_dir=bundle_dir)
     report = {
         "dataset": prep.name,
         "fingerprint": prep.fingerprint,
@@ -127,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         tcfg = TrainConfig(progress=not args.no_progress, **DEFAULT_TRAIN)
         root = os.path.abspath(args.root)
         out = os.path.join(root, "out", "default")
-        run(prep, out, mcfg, tcfg, repo_dir=os.path.join(root, "triton-models"), bundle_dir=os.path.join(root, "bundle"))
+        run(
+            prep, out, mcfg, tcfg, repo_dir=os.path.join(root, "triton-models"), bundle_dir=os.path.join(root, "bundle"),
+            train_retriever=True,
+        )
         return 0
     return 2
 
