@@ -4,11 +4,10 @@
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { ConsoleSpanExporter, NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
 import { z } from 'zod';
 import { startModelServer } from '../model-server/server.js';
 import { createLogger } from '../shared/logger.js';
+import { startTelemetry } from '../telemetry/otel.js';
 
 const HELP = `Usage: node dist/cli/model-server.js [options]
 
@@ -25,7 +24,8 @@ Options (environment variable in brackets):
   --ort-in-worker BOOL     run each ONNX session in a worker thread [AUTOMR_ORT_IN_WORKER, default true]
   --drain-timeout-ms N     bound on finishing in-flight requests at SIGTERM [AUTOMR_DRAIN_TIMEOUT_MS, default 10000]
   -h, --help               this text
-Tracing: the incoming W3C traceparent is continued; set OTEL_TRACES_EXPORTER=console to print spans.`;
+Tracing: the incoming W3C traceparent is continued; exporters come from the standard OTEL_* variables
+(e.g. OTEL_TRACES_EXPORTER=console or otlp with OTEL_EXPORTER_OTLP_ENDPOINT).`;
 
 const { values } = parseArgs({
   options: {
@@ -71,12 +71,8 @@ if (!parsed.success) {
 }
 const config = parsed.data;
 
-// Minimal tracing: continue incoming W3C trace context; export to the console only when asked.
-const provider = new NodeTracerProvider({
-  spanProcessors:
-    env.OTEL_TRACES_EXPORTER === 'console' ? [new SimpleSpanProcessor(new ConsoleSpanExporter())] : [],
-});
-provider.register({ propagator: new W3CTraceContextPropagator() });
+// Same OpenTelemetry set-up as the gateway: W3C trace context continued from callers, exporters from OTEL_*.
+const telemetry = await startTelemetry({ serviceName: 'automr-model-server' });
 
 const logger = createLogger({ name: 'automr-model-server' });
 try {
@@ -96,7 +92,7 @@ try {
     logger.info({ signal }, 'draining');
     server
       .drain(config.drainTimeoutMs)
-      .then(() => provider.shutdown())
+      .then(() => telemetry.shutdown())
       .then(
         () => process.exit(0),
         (error: unknown) => {
