@@ -26,6 +26,7 @@ import type { ForgetUserRequest__Output } from '../../generated/automr/v1/Forget
 import type { ForgetUserResponse } from '../../generated/automr/v1/ForgetUserResponse.js';
 import type { IngestService } from '../domain/ingest.js';
 import type { RecommendService } from '../domain/recommend.js';
+import { tracingActive } from '../domain/tracing.js';
 
 /** Most events of one stream being stored at once; beyond it the stream is paused (back-pressure). */
 const INGEST_WINDOW = 1024;
@@ -117,6 +118,7 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
         return;
       }
       const parent = extractContext(headersOf(call.metadata));
+      const traced = tracingActive();
       let inFlight = 0;
       let ended = false;
       let failed = false;
@@ -130,8 +132,7 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
         if (failed) return;
         inFlight++;
         if (inFlight >= INGEST_WINDOW) call.pause();
-        context
-          .with(parent, () => d.ingest.ingest(req))
+        (traced ? context.with(parent, () => d.ingest.ingest(req)) : d.ingest.ingest(req))
           .then(
             (ack) => {
               if (failed) return;

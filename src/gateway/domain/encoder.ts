@@ -5,13 +5,14 @@
  * are retried with capped exponential backoff: raw events are already durable, so nothing is lost meanwhile.
  */
 import { setMaxListeners } from 'node:events';
-import { context, type Context } from '@opentelemetry/api';
+import { context, type Context, type Span } from '@opentelemetry/api';
 import { toAppError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { inSpan } from '../../telemetry/otel.js';
 import type { GatewayMetrics } from '../../telemetry/metrics.js';
 import { staleElements, type MemoryModel } from './memory.js';
 import type { MemoryStore, ModelServer } from './ports.js';
+import { tracingActive } from './tracing.js';
 
 interface Pending {
   prompt: number[];
@@ -134,26 +135,27 @@ export class Encoder {
       const waiting = this.waiters.get(userId) ?? [];
       this.waiters.delete(userId);
       try {
-        await context.with(ctx, () =>
-          inSpan('encode', async (span) => {
-            const entries = await this.o.store.read(userId);
-            const jobs = staleElements(entries, this.o.model);
-            span.setAttribute('automr.encode.elements', jobs.length);
-            if (jobs.length === 0) return;
-            const vectors = await this.encodePrompts(jobs.map((j) => j.prompt));
-            await inSpan('memory.write', () =>
-              this.o.store.putVectors(
-                userId,
-                jobs.map((j, i) => ({
-                  seq: j.seq,
-                  timestampMs: j.timestampMs,
-                  encKey: j.encKey,
-                  vector: vectors[i] as Float32Array,
-                })),
-              ),
+        const pass = async (span: Span | undefined) => {
+          const entries = await this.o.store.read(userId);
+          const jobs = staleElements(entries, this.o.model);
+          span?.setAttribute('automr.encode.elements', jobs.length);
+          if (jobs.length === 0) return;
+          const vectors = await this.encodePrompts(jobs.map((j) => j.prompt));
+          const write = () =>
+            this.o.store.putVectors(
+              userId,
+              jobs.map((j, i) => ({
+                seq: j.seq,
+                timestampMs: j.timestampMs,
+                encKey: j.encKey,
+                vector: vectors[i] as Float32Array,
+              })),
             );
-          }),
-        );
+          await (span === undefined ? write() : inSpan('memory.write', write));
+        };
+        // No tracer provider: no (no-op) spans and no context switch per pass.
+        if (tracingActive()) await context.with(ctx, () => inSpan('encode', pass));
+        else await pass(undefined);
         this.attempts.delete(userId);
       } catch (error) {
         if (this.stopped) return;

@@ -4,11 +4,13 @@
  * elements after them get new windows, so their encodings become stale and are redone by the encoder.
  */
 import { AppError } from '../../shared/errors.js';
+import type { Span } from '@opentelemetry/api';
 import { inSpan } from '../../telemetry/otel.js';
 import type { GatewayMetrics } from '../../telemetry/metrics.js';
 import type { Bundle } from '../bundle.js';
 import type { Encoder } from './encoder.js';
 import type { MemoryStore } from './ports.js';
+import { tracingActive } from './tracing.js';
 import { validateId, validateTimestamp, type Limits } from './validation.js';
 
 export interface IngestInput {
@@ -47,55 +49,59 @@ export class IngestService {
    * UNAVAILABLE so that the producer resends the unacked events, which idempotency makes safe).
    */
   ingest(input: IngestInput): Promise<Ack> {
+    // Without a tracer provider the spans would be no-ops: skip them (and their context switches) per event.
+    if (!tracingActive()) return this.run(input, undefined);
+    return inSpan('ingest', (span) => this.run(input, span));
+  }
+
+  private async run(input: IngestInput, span: Span | undefined): Promise<Ack> {
     const eventId = typeof input.event_id === 'string' ? input.event_id : '';
-    return inSpan('ingest', async (span) => {
-      let userId: string, itemId: string, timestampMs: number;
-      try {
-        validateId('event_id', input.event_id, this.d.limits.maxEventIdBytes);
-        userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
-        itemId = validateId('item_id', input.item_id, this.d.limits.maxIdBytes);
-        timestampMs = validateTimestamp(
-          input.timestamp_ms,
-          (this.d.now ?? Date.now)(),
-          this.d.limits.maxFutureMs,
-        );
-      } catch (error) {
-        if (error instanceof AppError && error.code === 'INVALID_ARGUMENT') {
-          span.setAttribute('automr.ingest.status', 'REJECTED');
-          this.d.metrics?.ingestEvents.add(1, { status: 'REJECTED' });
-          return { eventId, status: 'REJECTED', message: error.message, unknownItem: false } satisfies Ack;
-        }
-        throw error;
-      }
-      span.setAttribute('automr.user_id', userId);
-      const known = this.d.bundle.tokenOf(itemId);
-      const token = known ?? this.d.bundle.tokens.unk;
-      const started = performance.now();
-      const result = await inSpan('memory.write', () =>
-        this.d.store.append(
-          { userId, eventId, itemId, token, timestampMs },
-          this.d.maxHistory,
-          this.d.historyContext ?? 0,
-        ),
+    let userId: string, itemId: string, timestampMs: number;
+    try {
+      validateId('event_id', input.event_id, this.d.limits.maxEventIdBytes);
+      userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
+      itemId = validateId('item_id', input.item_id, this.d.limits.maxIdBytes);
+      timestampMs = validateTimestamp(
+        input.timestamp_ms,
+        (this.d.now ?? Date.now)(),
+        this.d.limits.maxFutureMs,
       );
-      this.d.metrics?.stageDuration.record(performance.now() - started, { stage: 'memory.write' });
-      const status: AckStatus = result.status === 'accepted' ? 'ACCEPTED' : 'DUPLICATE';
-      span.setAttribute('automr.ingest.status', status);
-      this.d.metrics?.ingestEvents.add(1, { status });
-      if (status === 'ACCEPTED') {
-        this.d.metrics?.ingestLag.record(Math.max(0, Date.now() - timestampMs));
-        this.d.encoder.schedule(userId);
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'INVALID_ARGUMENT') {
+        span?.setAttribute('automr.ingest.status', 'REJECTED');
+        this.d.metrics?.ingestEvents.add(1, { status: 'REJECTED' });
+        return { eventId, status: 'REJECTED', message: error.message, unknownItem: false } satisfies Ack;
       }
-      const unknownItem = known === undefined;
-      const message =
-        status === 'DUPLICATE'
-          ? 'event_id already ingested for this user; nothing changed'
-          : result.dropped === true
-            ? `older than the ${this.d.maxHistory} newest events kept for this user; not kept (history cap)`
-            : unknownItem
-              ? `item_id ${JSON.stringify(itemId)} is not in the catalog; kept and encoded as the unk token`
-              : '';
-      return { eventId, status, message, unknownItem };
-    });
+      throw error;
+    }
+    span?.setAttribute('automr.user_id', userId);
+    const known = this.d.bundle.tokenOf(itemId);
+    const token = known ?? this.d.bundle.tokens.unk;
+    const started = performance.now();
+    const append = () =>
+      this.d.store.append(
+        { userId, eventId, itemId, token, timestampMs },
+        this.d.maxHistory,
+        this.d.historyContext ?? 0,
+      );
+    const result = await (span === undefined ? append() : inSpan('memory.write', append));
+    this.d.metrics?.stageDuration.record(performance.now() - started, { stage: 'memory.write' });
+    const status: AckStatus = result.status === 'accepted' ? 'ACCEPTED' : 'DUPLICATE';
+    span?.setAttribute('automr.ingest.status', status);
+    this.d.metrics?.ingestEvents.add(1, { status });
+    if (status === 'ACCEPTED') {
+      this.d.metrics?.ingestLag.record(Math.max(0, Date.now() - timestampMs));
+      this.d.encoder.schedule(userId);
+    }
+    const unknownItem = known === undefined;
+    const message =
+      status === 'DUPLICATE'
+        ? 'event_id already ingested for this user; nothing changed'
+        : result.dropped === true
+          ? `older than the ${this.d.maxHistory} newest events kept for this user; not kept (history cap)`
+          : unknownItem
+            ? `item_id ${JSON.stringify(itemId)} is not in the catalog; kept and encoded as the unk token`
+            : '';
+    return { eventId, status, message, unknownItem };
   }
 }
