@@ -122,8 +122,25 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
       let inFlight = 0;
       let ended = false;
       let failed = false;
+      // Acks of durable events resolved in one event-loop turn are written together (corked), in the order they
+      // resolved: one write per ack through grpc-js and http2 is the stream's largest fixed cost per event.
+      const acks: IngestAck[] = [];
+      let flushScheduled = false;
+      const flushAcks = () => {
+        flushScheduled = false;
+        if (acks.length === 0) return;
+        if (acks.length === 1) {
+          call.write(acks.pop() as IngestAck);
+          return;
+        }
+        call.cork();
+        for (const msg of acks) call.write(msg);
+        acks.length = 0;
+        call.uncork();
+      };
       const finishIfDone = () => {
         if (ended && inFlight === 0 && !failed) {
+          flushAcks();
           observe('Ingest', started);
           call.end();
         }
@@ -142,10 +159,18 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
                 message: ack.message,
                 unknown_item: ack.unknownItem,
               };
-              call.write(msg);
+              acks.push(msg);
+              if (!flushScheduled) {
+                flushScheduled = true;
+                setImmediate(() => {
+                  if (!failed) flushAcks();
+                });
+              }
             },
             (error: unknown) => {
               if (failed) return;
+              // Acks of events already durable go out before the error ends the stream.
+              flushAcks();
               failed = true;
               observe('Ingest', started, error);
               d.logger.warn({ err: toAppError(error).message }, 'ingest stream failed');
