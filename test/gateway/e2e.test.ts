@@ -4,7 +4,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import path from 'node:path';
 import {
   credentials,
@@ -15,7 +14,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
+import type { RunningModelServer } from '../../src/model-server/server.js';
 import { defaultConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
@@ -28,46 +27,25 @@ import {
   healthClient,
   healthStatus,
   ingest,
-  MODELS_DIR,
   recommend,
   REPO,
-  tempDir,
+  startStack,
+  type Stack,
   unary,
   waitFor,
 } from './helpers.js';
 
+let stack: Stack;
 let modelServer: RunningModelServer;
 let gateway: RunningGateway;
 let c: RecommenderClient;
-let dataDir: string;
 
 before(async () => {
-  modelServer = await startModelServer({
-    repository: MODELS_DIR,
-    address: '127.0.0.1:0',
-    logger: silentLogger(),
-  });
-  dataDir = tempDir('automr-e2e-');
-  gateway = await startGateway(
-    defaultConfig({
-      addr: '127.0.0.1:0',
-      dataDir,
-      modelServer: modelServer.address,
-      bundle: BUNDLE_DIR,
-      metricsPort: 0,
-      encodeWaitMs: 20_000,
-    }),
-    { logger: silentLogger() },
-  );
-  c = client(gateway.address);
+  stack = await startStack('automr-e2e-', { encodeWaitMs: 20_000 });
+  ({ modelServer, gateway, client: c } = stack);
 });
 
-after(async () => {
-  c.close();
-  await gateway.close();
-  await modelServer.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+after(() => stack.close());
 
 const getMemory = (userId: string) =>
   unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), { user_id: userId });

@@ -1,10 +1,14 @@
 /** Shared test helpers: a typed Recommender client and small stream utilities. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { credentials, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { loadRecommenderProto } from '../../src/gateway/api/proto.js';
+import { defaultConfig, type GatewayConfig } from '../../src/gateway/config.js';
+import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
+import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
+import { silentLogger } from '../../src/shared/logger.js';
 import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
 import type { IngestAck__Output } from '../../src/generated/automr/v1/IngestAck.js';
 import type { IngestRequest } from '../../src/generated/automr/v1/IngestRequest.js';
@@ -18,6 +22,48 @@ export const MODELS_DIR = path.join(REPO, 'triton-models');
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+/** The real local model server on the committed models plus a gateway on a fresh embedded store, both on port 0. */
+export interface Stack {
+  modelServer: RunningModelServer;
+  gateway: RunningGateway;
+  client: RecommenderClient;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function startStack(prefix: string, overrides: Partial<GatewayConfig> = {}): Promise<Stack> {
+  const modelServer = await startModelServer({
+    repository: MODELS_DIR,
+    address: '127.0.0.1:0',
+    logger: silentLogger(),
+  });
+  const dataDir = tempDir(prefix);
+  const gateway = await startGateway(
+    defaultConfig({
+      addr: '127.0.0.1:0',
+      dataDir,
+      modelServer: modelServer.address,
+      bundle: BUNDLE_DIR,
+      metricsPort: 0,
+      ...overrides,
+    }),
+    { logger: silentLogger() },
+  );
+  const c = client(gateway.address);
+  return {
+    modelServer,
+    gateway,
+    client: c,
+    dataDir,
+    async close() {
+      c.close();
+      await gateway.close();
+      await modelServer.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }
 
 export function client(address: string): RecommenderClient {

@@ -1,24 +1,19 @@
 /** The span tree of one Recommend (and of ingest), recorded with an in-memory exporter; the trace reaches the model server. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { SpanKind } from '@opentelemetry/api';
 import { startTelemetry, type Telemetry } from '../../src/telemetry/otel.js';
-import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
-import { defaultConfig } from '../../src/gateway/config.js';
-import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
-import { silentLogger } from '../../src/shared/logger.js';
+import type { RunningGateway } from '../../src/gateway/server.js';
 import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
-import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, waitFor } from './helpers.js';
+import { ingest, recommend, startStack, waitFor, type Stack } from './helpers.js';
 
 const exporter = new InMemorySpanExporter();
 let telemetry: Telemetry;
-let modelServer: RunningModelServer;
+let stack: Stack;
 let gateway: RunningGateway;
 let c: RecommenderClient;
-let dataDir: string;
 let metricsPort: number;
 
 before(async () => {
@@ -29,31 +24,13 @@ before(async () => {
     metricsPort,
     metricsHost: '127.0.0.1',
   });
-  modelServer = await startModelServer({
-    repository: MODELS_DIR,
-    address: '127.0.0.1:0',
-    logger: silentLogger(),
-  });
-  dataDir = tempDir('automr-trace-');
-  gateway = await startGateway(
-    defaultConfig({
-      addr: '127.0.0.1:0',
-      dataDir,
-      modelServer: modelServer.address,
-      bundle: BUNDLE_DIR,
-      metricsPort: 0,
-    }),
-    { logger: silentLogger() },
-  );
-  c = client(gateway.address);
+  stack = await startStack('automr-trace-');
+  ({ gateway, client: c } = stack);
 });
 
 after(async () => {
-  c.close();
-  await gateway.close();
-  await modelServer.close();
+  await stack.close();
   await telemetry.shutdown();
-  rmSync(dataDir, { recursive: true, force: true });
 });
 
 const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId;
