@@ -143,28 +143,22 @@ export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary 
   }
   const pct = (us: number): number => (busyUs > 0 ? Math.round((us / busyUs) * 1000) / 10 : 0);
   const ms = (us: number): number => Math.round(us / 100) / 10;
+  const topRows = (entries: Iterable<{ frame: CallFrame; us: number }>) =>
+    [...entries]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map(({ frame, us }) => ({
+        function: frame.functionName || '(anonymous)',
+        location: shortLocation(frame),
+        self_ms: ms(us),
+        self_pct: pct(us),
+      }));
   return {
     totalMs: ms(totalUs),
     idleMs: ms(idleUs),
     busyMs: ms(busyUs),
-    functions: [...functions.values()]
-      .sort((a, b) => b.us - a.us)
-      .slice(0, top)
-      .map(({ frame, us }) => ({
-        function: frame.functionName || '(anonymous)',
-        location: shortLocation(frame),
-        self_ms: ms(us),
-        self_pct: pct(us),
-      })),
-    inclusive: [...inclusiveUs.values()]
-      .sort((a, b) => b.us - a.us)
-      .slice(0, top)
-      .map(({ frame, us }) => ({
-        function: frame.functionName || '(anonymous)',
-        location: shortLocation(frame),
-        self_ms: ms(us),
-        self_pct: pct(us),
-      })),
+    functions: topRows(functions.values()),
+    inclusive: topRows(inclusiveUs.values()),
     packages: [...packages.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
