@@ -27,12 +27,11 @@ import { tempDir } from './helpers.js';
 const dir = tempDir('automr-window-');
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-void test('an element older than the history cap keeps its full-window vector', async () => {
-  const model: MemoryModel = { modelVersion: 'v1', window: 3, maxMemory: 2, bos: 1, maxHistory: 5 };
+/** Store, encoder and ingest over one lmdb dir; the fake model server's vector records the prompt it was made from. */
+function stack(model: MemoryModel, dataDir: string) {
   const encoded: number[][] = [];
   const modelServer: ModelServer = {
     ready: () => Promise.resolve(true),
-    // The vector records the prompt it was made from.
     encode: (prompts) => {
       encoded.push(...prompts);
       return Promise.resolve(prompts.map((p) => Float32Array.from(p)));
@@ -40,7 +39,7 @@ void test('an element older than the history cap keeps its full-window vector', 
     recommend: () => Promise.resolve({ tokens: [], scores: [] }),
     close: () => undefined,
   };
-  const store = new LmdbMemoryStore(dir);
+  const store = new LmdbMemoryStore(dataDir);
   const encoder = new Encoder({ store, modelServer, model, batchSize: 8, logger: silentLogger() });
   const bundle = {
     tokenOf: (item: string) => 10 + Number(item.slice(1)),
@@ -54,6 +53,12 @@ void test('an element older than the history cap keeps its full-window vector', 
     maxHistory: model.maxHistory,
     historyContext: retainedEntries(model) - model.maxHistory,
   });
+  return { encoded, store, encoder, ingest };
+}
+
+void test('an element older than the history cap keeps its full-window vector', async () => {
+  const model: MemoryModel = { modelVersion: 'v1', window: 3, maxMemory: 2, bos: 1, maxHistory: 5 };
+  const { encoded, store, encoder, ingest } = stack(model, dir);
   const n = 12;
   for (let i = 0; i < n; i++) {
     const ack = await ingest.ingest({
@@ -88,6 +93,42 @@ void test('an element older than the history cap keeps its full-window vector', 
   for (const prompt of encoded.slice(2)) assert.equal(prompt.length, 1 + model.window);
   // The memory is the view minus the newest K, at most maxMemory.
   assert.deepEqual(memoryRange(entries.length, model), { start: first, end: entries.length - 3 });
+  await encoder.stop(1000);
+  await store.close();
+});
+
+void test('a pass after an append checks only the windows the event can change (tail read), late events included', async () => {
+  const model: MemoryModel = { modelVersion: 'v1', window: 3, maxMemory: 3, bos: 1, maxHistory: 5 };
+  const tailDir = tempDir('automr-tail-');
+  after(() => rmSync(tailDir, { recursive: true, force: true }));
+  const { store, encoder, ingest } = stack(model, tailDir);
+  const send = async (id: string, item: number, ts: number) => {
+    assert.equal(
+      (await ingest.ingest({ event_id: id, user_id: 'u', item_id: `i${item}`, timestamp_ms: ts })).status,
+      'ACCEPTED',
+    );
+    await encoder.idle();
+  };
+  const check = async (label: string) => {
+    const entries = await store.read('u');
+    assert.deepEqual(staleElements(entries, model), [], `${label}: every element of the view is current`);
+    for (let i = viewStart(entries.length, model); i < entries.length; i++) {
+      const window = entries.slice(Math.max(0, i - model.window + 1), i + 1).map((e) => e.token);
+      assert.deepEqual(
+        [...entries[i]!.vector!],
+        [1, ...window],
+        `${label}: element ${i} over its current window`,
+      );
+    }
+  };
+  for (let i = 0; i < 8; i++) await send(`e${i}`, i, 1000 + 10 * i);
+  await check('in order');
+  await send('mid', 50, 1045); // inside the view: the elements after it get new windows
+  await check('late, in the view');
+  await send('ctx', 51, 1022); // among the window context: the oldest elements of the view get new windows
+  await check('late, in the window context');
+  await send('tie', 52, 1070); // same timestamp as the newest: after it
+  await check('tie');
   await encoder.stop(1000);
   await store.close();
 });

@@ -111,6 +111,36 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       assert.equal((await store.read('u5')).length, 2);
     });
 
+    void test('readTail: the entries from a timestamp on plus context before them, keys without vectors', async () => {
+      for (let i = 0; i < 6; i++) await store.append(ev('u9', i, 100 + 10 * i), 100); // 100, 110, ..., 150
+      await store.append(ev('u9', 6, 120), 100); // tie with e2: after it
+      const all = await store.read('u9');
+      const [e0] = all;
+      await store.putVectors('u9', [
+        { seq: e0!.seq, timestampMs: e0!.timestampMs, encKey: 'v1|3', vector: new Float32Array([1, 2]) },
+      ]);
+      const ids = async (since: number, context: number) =>
+        (await store.readTail('u9', since, context)).map((e) => e.eventId);
+      assert.deepEqual(await ids(120, 0), ['e2', 'e6', 'e3', 'e4', 'e5']);
+      assert.deepEqual(await ids(120, 1), ['e1', 'e2', 'e6', 'e3', 'e4', 'e5']);
+      assert.deepEqual(await ids(125, 2), ['e2', 'e6', 'e3', 'e4', 'e5']);
+      assert.deepEqual(await ids(150, 0), ['e5']);
+      assert.deepEqual(await ids(151, 1), ['e5'], 'nothing at or after: only the context');
+      assert.deepEqual(
+        await ids(0, 3),
+        all.map((e) => e.eventId),
+      );
+      const tail = await store.readTail('u9', 0, 0);
+      assert.deepEqual(
+        tail.map((e) => [e.eventId, e.itemId, e.token, e.timestampMs, e.seq]),
+        all.map((e) => [e.eventId, e.itemId, e.token, e.timestampMs, e.seq]),
+      );
+      assert.equal(tail[0]!.encKey, 'v1|3');
+      assert.equal(tail[0]!.vector, undefined);
+      assert.equal(tail[1]!.encKey, undefined);
+      assert.deepEqual(await store.readTail('nobody', 0, 9), []);
+    });
+
     void test('concurrent appends for one user from several streams lose nothing', async () => {
       const streams = 8;
       const perStream = 25;

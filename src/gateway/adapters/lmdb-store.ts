@@ -25,6 +25,14 @@ interface EntryValue {
 }
 
 const MAX_TS = Number.MAX_SAFE_INTEGER;
+
+/** An entry from its key ['e', user, timestampMs, seq] and value, with its encoding key but not its vector. */
+function entryOf(key: Key, v: EntryValue): StoredEntry {
+  const k = key as [string, string, number, number];
+  const entry: StoredEntry = { eventId: v.id, itemId: v.item, token: v.tok, timestampMs: k[2], seq: k[3] };
+  if (v.k !== undefined) entry.encKey = v.k;
+  return entry;
+}
 /** Vectors per shared allocation in `read` (a full history is 109 entries). */
 const VECTORS_PER_POOL = 128;
 
@@ -131,16 +139,9 @@ export class LmdbMemoryStore implements MemoryStore {
     let pool: Uint8Array | undefined;
     let used = 0;
     for (const { key, value } of this.db.getRange({ start: ['e', userId], end: ['e', userId, MAX_TS] })) {
-      const k = key as [string, string, number, number];
       const v = value as EntryValue;
-      const entry: StoredEntry = {
-        eventId: v.id,
-        itemId: v.item,
-        token: v.tok,
-        timestampMs: k[2],
-        seq: k[3],
-      };
-      if (v.v !== undefined && v.k !== undefined) {
+      const entry = entryOf(key, v);
+      if (v.v !== undefined && entry.encKey !== undefined) {
         const b = v.v;
         if (pool === undefined || used + b.byteLength > pool.byteLength) {
           pool = new Uint8Array(b.byteLength * VECTORS_PER_POOL);
@@ -149,11 +150,27 @@ export class LmdbMemoryStore implements MemoryStore {
         pool.set(b, used); // offsets are multiples of the vector size, so the view is aligned
         entry.vector = new Float32Array(pool.buffer, used, b.byteLength / 4);
         used += b.byteLength;
-        entry.encKey = v.k;
       }
       entries.push(entry);
     }
     return Promise.resolve(entries);
+  }
+
+  readTail(userId: string, sinceTimestampMs: number, context: number): Promise<StoredEntry[]> {
+    this.assertOpen();
+    const entries: StoredEntry[] = [];
+    let before = 0;
+    // Newest first, down to the first entry before `sinceTimestampMs` plus `context` more; vectors are not copied.
+    for (const { key, value } of this.db.getRange({
+      start: ['e', userId, MAX_TS],
+      end: ['e', userId],
+      reverse: true,
+    })) {
+      const k = key as [string, string, number, number];
+      if (k[2] < sinceTimestampMs && ++before > context) break;
+      entries.push(entryOf(k, value as EntryValue));
+    }
+    return Promise.resolve(entries.reverse());
   }
 
   async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {

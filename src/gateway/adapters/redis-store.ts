@@ -53,6 +53,18 @@ end
 return 0
 `;
 
+// The entries scored at or after ARGV[1] plus ARGV[2] before them, with their payloads and encodings.
+const READ_TAIL_LUA = `
+local zKey, eKey, vKey = KEYS[1], KEYS[2], KEYS[3]
+local start = redis.call('ZCOUNT', zKey, '-inf', '(' .. ARGV[1]) - tonumber(ARGV[2])
+if start < 0 then start = 0 end
+local z = redis.call('ZRANGE', zKey, start, -1, 'WITHSCORES')
+if #z == 0 then return {z, {}, {}} end
+local members = {}
+for i = 1, #z, 2 do members[#members + 1] = z[i] end
+return {z, redis.call('HMGET', eKey, unpack(members)), redis.call('HMGET', vKey, unpack(members))}
+`;
+
 const FORGET_LUA = `
 local n = redis.call('ZCARD', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
@@ -66,6 +78,7 @@ interface ScriptClient {
   automrAppendIndexed(...args: (string | number)[]): Promise<[number, number, number]>;
   automrPutVectors(...args: (string | Buffer)[]): Promise<number>;
   automrForget(...args: string[]): Promise<number>;
+  automrReadTailBuffer(...args: string[]): Promise<[Buffer[], (Buffer | null)[], (Buffer | null)[]]>;
 }
 
 export interface RedisStoreOptions {
@@ -109,6 +122,7 @@ export class RedisMemoryStore implements MemoryStore {
     this.cluster = client instanceof Cluster;
     client.defineCommand('automrPutVectors', { numberOfKeys: 2, lua: PUT_VECTORS_LUA });
     client.defineCommand('automrForget', { numberOfKeys: 5, lua: FORGET_LUA });
+    client.defineCommand('automrReadTail', { numberOfKeys: 3, lua: READ_TAIL_LUA });
     this.client = client as Client & ScriptClient;
   }
 
@@ -178,6 +192,30 @@ export class RedisMemoryStore implements MemoryStore {
     return entries;
   }
 
+  async readTail(userId: string, sinceTimestampMs: number, context: number): Promise<StoredEntry[]> {
+    const k = this.keys(userId);
+    const [z, e, v] = await this.call(() =>
+      this.client.automrReadTailBuffer(k.z, k.e, k.v, String(sinceTimestampMs), String(context)),
+    );
+    const entries: StoredEntry[] = [];
+    for (let i = 0; i + 1 < z.length; i += 2) {
+      const raw = e[i / 2];
+      if (raw === null || raw === undefined) continue;
+      const ev = JSON.parse(raw.toString('utf8')) as { id: string; item: string; tok: number };
+      const entry: StoredEntry = {
+        eventId: ev.id,
+        itemId: ev.item,
+        token: ev.tok,
+        timestampMs: Number((z[i + 1] as Buffer).toString('latin1')),
+        seq: Number((z[i] as Buffer).toString('latin1')),
+      };
+      const enc = v[i / 2];
+      if (enc !== null && enc !== undefined) entry.encKey = decodeEncKey(enc);
+      entries.push(entry);
+    }
+    return entries;
+  }
+
   async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {
     if (updates.length === 0) return;
     const k = this.keys(userId);
@@ -232,9 +270,13 @@ function encodeVector(encKey: string, vector: Float32Array): Buffer {
   return out;
 }
 
+function decodeEncKey(buf: Buffer): string {
+  return buf.subarray(2, 2 + buf.readUInt16LE(0)).toString('utf8');
+}
+
 function decodeVector(buf: Buffer): { encKey: string; vector: Float32Array } {
   const n = buf.readUInt16LE(0);
-  const encKey = buf.subarray(2, 2 + n).toString('utf8');
+  const encKey = decodeEncKey(buf);
   const bytes = new Uint8Array(buf.subarray(2 + n)); // copy → aligned
   return { encKey, vector: new Float32Array(bytes.buffer, 0, bytes.byteLength / 4) };
 }

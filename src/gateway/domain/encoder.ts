@@ -1,8 +1,11 @@
 /**
  * Encodes memory elements. Prompts from concurrent events are gathered into one llm_lower call (up to
  * `batchSize`, flushed on the next event-loop turn); each user has at most one encoding job at a time that
- * re-reads the stored history, so late events and bundle changes are handled by the same code path. Failures
- * are retried with capped exponential backoff: raw events are already durable, so nothing is lost meanwhile.
+ * re-reads the stored history, so late events and bundle changes are handled by the same code path. After
+ * appends the job reads only the tail from the oldest appended timestamp on (plus its window context): no element
+ * before it can have a changed window. Other passes (bundle change, retries, Recommend waiting) read it all.
+ * Failures are retried with capped exponential backoff: raw events are already durable, so nothing is lost
+ * meanwhile.
  */
 import { setMaxListeners } from 'node:events';
 import { context, type Context, type Span } from '@opentelemetry/api';
@@ -37,7 +40,11 @@ export interface EncoderOptions {
 export class Encoder {
   private queue: Pending[] = [];
   private flushScheduled = false;
-  private readonly dirty = new Map<string, Context>();
+  /**
+   * Users with a pass to do: the caller's trace context and the oldest timestamp appended since the last pass
+   * (only elements from there on can have changed windows), or undefined for a pass over the whole history.
+   */
+  private readonly dirty = new Map<string, { ctx: Context; since: number | undefined }>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly attempts = new Map<string, number>();
@@ -91,11 +98,20 @@ export class Encoder {
     }
   }
 
-  /** Marks a user's memory for (re-)encoding; the job runs in the trace context of the caller. */
-  schedule(userId: string): void {
+  /**
+   * Marks a user's memory for (re-)encoding; the job runs in the trace context of the caller. `sinceTimestampMs`
+   * (an appended event's timestamp) limits the pass to the elements whose windows that event can have changed;
+   * without it the pass checks the whole history.
+   */
+  schedule(userId: string, sinceTimestampMs?: number): void {
     if (this.stopped) return;
-    if (!this.dirty.has(userId) && !this.running.has(userId)) this.o.metrics?.encodeBacklog.add(1);
-    this.dirty.set(userId, context.active());
+    const prior = this.dirty.get(userId);
+    if (prior === undefined && !this.running.has(userId)) this.o.metrics?.encodeBacklog.add(1);
+    const since =
+      sinceTimestampMs === undefined || (prior !== undefined && prior.since === undefined)
+        ? undefined
+        : Math.min(sinceTimestampMs, prior?.since ?? sinceTimestampMs);
+    this.dirty.set(userId, { ctx: context.active(), since });
     if (this.running.has(userId) || this.debounced.has(userId)) return;
     // Without `debounceMs` the pass starts at once: events of the user that arrive while it runs are picked up by
     // one more pass (so a burst costs two passes). Measured with events of many users interleaved, a per-user
@@ -130,14 +146,20 @@ export class Encoder {
 
   private async run(userId: string): Promise<void> {
     while (this.dirty.has(userId) && !this.stopped) {
-      const ctx = this.dirty.get(userId) as Context;
+      const { ctx, since } = this.dirty.get(userId) as { ctx: Context; since: number | undefined };
       this.dirty.delete(userId);
       const waiting = this.waiters.get(userId) ?? [];
       this.waiters.delete(userId);
       try {
         const pass = async (span: Span | undefined) => {
-          const entries = await this.o.store.read(userId);
-          const jobs = staleElements(entries, this.o.model);
+          const { model } = this.o;
+          const entries =
+            since === undefined
+              ? await this.o.store.read(userId)
+              : await this.o.store.readTail(userId, since, model.window - 1);
+          // A tail read starts with window context: the elements before `since` are unchanged and not checked.
+          const first = since === undefined ? 0 : entries.findIndex((e) => e.timestampMs >= since);
+          const jobs = first < 0 ? [] : staleElements(entries, model, first);
           span?.setAttribute('automr.encode.elements', jobs.length);
           if (jobs.length === 0) return;
           const vectors = await this.encodePrompts(jobs.map((j) => j.prompt));

@@ -91,7 +91,7 @@ export class IngestService {
     this.d.metrics?.ingestEvents.add(1, { status });
     if (status === 'ACCEPTED') {
       this.d.metrics?.ingestLag.record(Math.max(0, Date.now() - timestampMs));
-      this.d.encoder.schedule(userId);
+      this.d.encoder.schedule(userId, timestampMs);
     }
     const unknownItem = known === undefined;
     const message =

@@ -71,20 +71,23 @@ export interface EncodeJob {
 
 /**
  * Elements of the history view whose encoding is missing or stale, newest first (the newest matter most to
- * Recommend). Context-only entries before the view are never encoded.
+ * Recommend). Context-only entries before the view are never encoded. `entries` may be a suffix of the raw
+ * entries (a tail read); only the elements from index `from` on are checked.
  */
-export function staleElements(entries: readonly StoredEntry[], model: MemoryModel): EncodeJob[] {
+export function staleElements(entries: readonly StoredEntry[], model: MemoryModel, from = 0): EncodeJob[] {
   const jobs: EncodeJob[] = [];
-  const first = viewStart(entries.length, model);
+  const first = Math.max(from, viewStart(entries.length, model));
   for (let i = entries.length - 1; i >= first; i--) {
-    if (isEncoded(entries, i, model)) continue;
     const tokens = windowTokens(entries, i, model.window);
+    const encKey = encKeyOf(model.modelVersion, tokens);
     const entry = entries[i] as StoredEntry;
+    // The key alone decides (a tail read carries keys, not vectors; a stored key always has its vector).
+    if (entry.encKey === encKey) continue;
     jobs.push({
       seq: entry.seq,
       timestampMs: entry.timestampMs,
       prompt: promptOf(tokens, model.bos),
-      encKey: encKeyOf(model.modelVersion, tokens),
+      encKey,
     });
   }
   return jobs;

@@ -52,6 +52,11 @@ export interface MemoryStore {
   append(event: NewEvent, maxHistory: number, context?: number): Promise<AppendResult>;
   /** The user's raw entries (history view plus window context), oldest first. */
   read(userId: string): Promise<StoredEntry[]>;
+  /**
+   * A suffix of `read` for the encoder after appends: every entry at or after `sinceTimestampMs` plus the
+   * `context` entries before them (their windows), oldest first. Entries carry `encKey` but no `vector`.
+   */
+  readTail(userId: string, sinceTimestampMs: number, context: number): Promise<StoredEntry[]>;
   /** Stores encodings; updates for entries that no longer exist are ignored. */
   putVectors(userId: string, updates: VectorUpdate[]): Promise<void>;
   /** Deletes everything held for the user; resolves to the number of history entries removed. */
