@@ -118,9 +118,10 @@ export class LmdbMemoryStore implements MemoryStore {
 
   /** Drops the oldest entries beyond the cap (an event older than all retained ones goes at once). */
   private async trim(u: string, maxHistory: number): Promise<unknown[][]> {
-    const keys = [...this.db.getKeys({ start: ['e', u], end: ['e', u, MAX_TS] })] as unknown[][];
-    if (keys.length <= maxHistory) return [];
-    const removed = keys.slice(0, keys.length - maxHistory);
+    // Newest first, skipping the `maxHistory` kept in the cursor itself: only the keys to remove are decoded.
+    const range = { start: ['e', u, MAX_TS], end: ['e', u], reverse: true, offset: maxHistory };
+    const removed = [...this.db.getKeys(range)] as unknown[][];
+    if (removed.length === 0) return [];
     await Promise.all(removed.map((key) => this.db.remove(key as Key)));
     await this.db.flushed;
     return removed;
