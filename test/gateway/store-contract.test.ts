@@ -141,6 +141,33 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       assert.deepEqual(await store.readTail('nobody', 0, 9), []);
     });
 
+    void test('a read sees every completed write, also when reads overlap writes (reads may be cached)', async () => {
+      const ids = async () => (await store.read('u10')).map((e) => e.eventId);
+      await store.append(ev('u10', 1), 3);
+      assert.deepEqual(await ids(), ['e1']);
+      const appending = store.append(ev('u10', 2), 3);
+      await ids(); // while the append is in flight: either history, never cached past its completion
+      await appending;
+      assert.deepEqual(await ids(), ['e1', 'e2']);
+      const [e1] = await store.read('u10');
+      const vector = new Float32Array([3, 4]);
+      const putting = store.putVectors('u10', [
+        { seq: e1!.seq, timestampMs: e1!.timestampMs, encKey: 'k', vector },
+      ]);
+      await store.read('u10');
+      await putting;
+      assert.deepEqual([...(await store.read('u10'))[0]!.vector!], [3, 4]);
+      for (let i = 3; i <= 5; i++) {
+        await store.read('u10');
+        await store.append(ev('u10', i), 3); // trims the oldest
+      }
+      assert.deepEqual(await ids(), ['e3', 'e4', 'e5']);
+      const forgetting = store.forget('u10');
+      await store.read('u10');
+      await forgetting;
+      assert.deepEqual(await ids(), []);
+    });
+
     void test('concurrent appends for one user from several streams lose nothing', async () => {
       const streams = 8;
       const perStream = 25;
@@ -190,6 +217,29 @@ void contract('lmdb', () => {
     store: new LmdbMemoryStore(dir),
     cleanup: () => Promise.resolve(rmSync(dir, { recursive: true, force: true })),
   });
+});
+
+void test('lmdb read cache: an unchanged history is handed out again, entries frozen; least recently read users go first', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'automr-lmdb-cache-'));
+  const store = new LmdbMemoryStore(dir, { cachedUsers: 2 });
+  try {
+    for (const u of ['a', 'b', 'c']) await store.append(ev(u, 1), 100);
+    const a = await store.read('a');
+    assert.equal(await store.read('a'), a);
+    assert.ok(Object.isFrozen(a[0]));
+    await store.read('b');
+    await store.read('c'); // evicts a
+    assert.notEqual(await store.read('a'), a);
+    await store.append(ev('a', 2), 100);
+    assert.equal((await store.read('a')).length, 2);
+    const uncached = new LmdbMemoryStore(path.join(dir, 'off'), { cachedUsers: 0 });
+    await uncached.append(ev('a', 1), 100);
+    assert.notEqual(await uncached.read('a'), await uncached.read('a'));
+    await uncached.close();
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 void contract('redis', async () => {

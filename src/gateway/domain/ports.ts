@@ -50,8 +50,11 @@ export interface MemoryStore {
    * Resolves only once the event is durable.
    */
   append(event: NewEvent, maxHistory: number, context?: number): Promise<AppendResult>;
-  /** The user's raw entries (history view plus window context), oldest first. */
-  read(userId: string): Promise<StoredEntry[]>;
+  /**
+   * The user's raw entries (history view plus window context), oldest first. Read-only: a store may share them
+   * (and their vectors) between calls.
+   */
+  read(userId: string): Promise<readonly StoredEntry[]>;
   /**
    * A suffix of `read` for the encoder after appends: every entry at or after `sinceTimestampMs` plus the
    * `context` entries before them (their windows), oldest first. Entries carry `encKey` but no `vector`.

@@ -85,7 +85,16 @@ export interface MemoryView {
 }
 
 export class RecommendService {
+  /** `encodedFlags` per history array: a store that hands out an unchanged (cached, frozen) history again skips it. */
+  private readonly flags = new WeakMap<readonly StoredEntry[], readonly boolean[]>();
+
   constructor(private readonly d: RecommendDeps) {}
+
+  private encodedFlags(entries: readonly StoredEntry[]): readonly boolean[] {
+    let flags = this.flags.get(entries);
+    if (flags === undefined) this.flags.set(entries, (flags = encodedFlags(entries, this.d.model)));
+    return flags;
+  }
 
   validate(input: RecommendInput): { userId: string; topN: number; memoryK: number } {
     const userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
@@ -106,13 +115,13 @@ export class RecommendService {
 
     let t = performance.now();
     let entries = await inSpan('memory.read', () => this.d.store.read(userId));
-    let encoded = encodedFlags(entries, model);
+    let encoded = this.encodedFlags(entries);
     let pending = countPending(entries, encoded, model);
     if ((this.d.encodeWaitMs ?? 0) > 0 && pending > 0) {
       // Events acked a moment ago are usually being encoded right now: wait (bounded) rather than lose them.
       await inSpan('encode.wait', () => this.d.encoder.settle(userId, this.d.encodeWaitMs ?? 0));
       entries = await inSpan('memory.read', () => this.d.store.read(userId));
-      encoded = encodedFlags(entries, model);
+      encoded = this.encodedFlags(entries);
       pending = countPending(entries, encoded, model);
     }
     const memoryReadMs = stage('memory.read', t);
