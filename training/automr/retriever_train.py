@@ -1,8 +1,13 @@
-"""Retriever training (paper Eq. 3 and 6): KL(s' || s) with Adam, early stopping on validation Recall@1 of the
-full AutoMR pipeline (retrieve the top-1 element, run llm_upper with it, rank the catalog), patience 10.
+"""Retriever training (paper Eq. 3 and 6): KL(s' || s) with Adam, early stopping on validation with patience 10.
 
-Validation Recall@1 is read from the validation MemoryScores table (the target's rank with each single element),
-which is exactly what running llm_upper with the retrieved element gives, without re-running the model per epoch.
+The validation figures are read from the validation MemoryScores table (the target's rank and log-probability with
+each single element), which is exactly what running llm_upper with the retrieved element gives, without re-running
+the model per epoch. Two stopping criteria:
+  "recall@1": the paper's (§5.1.4): Recall@1 of the full pipeline with the top-1 element, NDCG@10 breaking ties;
+  "gain": the mean log P(y | z_t, z_pick) - log P(y | z_t) of the top-1 element, i.e. how much the pick lowers the
+          target's perplexity. Measured here: on a few thousand validation samples Recall@1 moves by a handful of
+          hits between epochs, so the paper's criterion stops at whichever early epoch got lucky (epochs 1-4 of
+          60 on synthetic data); the gain is a per-sample continuous quantity and keeps the retriever training.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class RetrieverConfig:
     patience: int = 10
     seed: int = 0
     weight_decay: float = 0.0
+    select: str = "gain"  # early-stopping criterion: "gain" or "recall@1" (see the module docstring)
 
 
 @dataclass
@@ -69,6 +75,23 @@ def ranks_of_choice(table: MemoryScores, choice: np.ndarray) -> np.ndarray:
     return np.where(choice >= 0, r, table.base_rank)
 
 
+def pick_gain(table: MemoryScores, choice: np.ndarray) -> float:
+    """Mean log-probability gain of the target from the chosen single element (0 where no element)."""
+    c = np.maximum(choice, 0)
+    gain = table.logp[np.arange(len(choice)), c] - table.base_logp
+    return float(np.mean(np.where(choice >= 0, gain, 0.0))) if len(choice) else 0.0
+
+
+def selection_key(cfg: "RetrieverConfig", valid: dict) -> tuple[float, float]:
+    """Larger is better; valid holds the summarize() metrics plus "gain"."""
+    if cfg.select == "gain":
+        return (valid["gain"], valid["recall@1"])
+    if cfg.select == "recall@1":
+        # NDCG@10 only breaks exact ties, which are common on small validation sets.
+        return (valid["recall@1"], valid["ndcg@10"])
+    raise ValueError(f"unknown retriever selection {cfg.select!r}")
+
+
 def _kl(labels: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """KL(s'||s) with s = masked softmax(logits), summed over valid slots, averaged over samples.
 
@@ -100,7 +123,7 @@ def train_retriever(
     keep = np.nonzero(train_view.n_mem > 0)[0]
     labels = torch.from_numpy(train_labels)
     info = TrainInfo()
-    best_key, best_state, bad = (-1.0, -1.0), copy.deepcopy(ret.state_dict()), 0
+    best_key, best_state, bad = (-float("inf"), -float("inf")), copy.deepcopy(ret.state_dict()), 0
     for epoch in range(1, cfg.max_epochs + 1):
         ret.train()
         order = keep[rng.permutation(len(keep))]
@@ -117,9 +140,8 @@ def train_retriever(
             nb += 1
         vs = retriever_scores(ret, mem, valid_view)
         choice = top_k_slots(vs, valid_view.mem_mask, 1)[:, 0]
-        met = summarize(ranks_of_choice(valid_table, choice))
-        # Recall@1 decides (paper); NDCG@10 only breaks exact ties, which are common on small validation sets.
-        key = (met["recall@1"], met["ndcg@10"])
+        met = {**summarize(ranks_of_choice(valid_table, choice)), "gain": pick_gain(valid_table, choice)}
+        key = selection_key(cfg, met)
         info.history.append({"epoch": epoch, "kl": tot / max(1, nb), **met})
         if key > best_key:
             best_key, best_state, bad = key, copy.deepcopy(ret.state_dict()), 0

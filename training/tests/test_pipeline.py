@@ -1,4 +1,4 @@
-"""CI-scale end-to-end run of the eval pipeline on seeded synthetic data."""
+"""CI-scale end-to-end run of the eval pipeline on seeded synthetic data (about 4 minutes on 2 cores)."""
 
 import json
 import os
@@ -9,13 +9,13 @@ import pytest
 from automr.data import synthetic
 from automr.evaluate import rank_with_slots
 from automr.memory import sample_view
-from automr.pipeline import fast_config, run
+from automr.pipeline import FAST_SYNTHETIC, fast_config, run
 
 
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
-    prep = synthetic(n_users=300, n_items=120, seed=0)
+    prep = synthetic(seed=0, **FAST_SYNTHETIC)
     out = os.path.join(tmp, "result.json")
     res = run(prep, out, fast_config(), cache_root=os.path.join(tmp, "cache"), export=False)
     return prep, out, res
@@ -27,7 +27,8 @@ def test_pipeline_writes_the_table_figures_and_replay_targets(fast_run):
     rows = {r["method"]: r for r in doc["rows"]}
     assert list(rows)[:3] == ["popularity", "sasrec", "no_memory"]
     assert {"random_memory", "recent_memory", "semantic_memory", "automr", "oracle_memory"} <= set(rows)
-    n = len(prep.splits["test"])
+    n = doc["split"]["test_samples_evaluated"]
+    assert n == min(fast_config().test_samples, len(prep.splits["test"]))
     for r in rows.values():
         assert r["n"] == n > 2000
         for m in ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10"):
@@ -47,40 +48,39 @@ def test_automr_row_equals_running_upper_with_the_retrieved_element(fast_run):
     """The table lookup the evaluation uses is exactly the served computation (lower -> retrieve -> upper)."""
     prep, _, res = fast_run
     ev = res["_eval"]
-    rows = prep.splits["test"][:400]
     import torch
 
     from automr.memory import Memory
 
     model, mem = res["_model"], res["_memory"]
     assert isinstance(mem, Memory) and isinstance(model, torch.nn.Module)
-    view = sample_view(mem, rows)
+    view = sample_view(mem, res["_test_view"].rows[:400])
     choice = ev["_choices"]["automr"][:400]
     direct = rank_with_slots(model, prep, mem, view, choice.reshape(-1, 1))
     assert np.array_equal(direct, ev["_ranks"]["automr"][:400])
 
 
-def test_single_slot_memory_rows_are_consistent_and_memory_does_not_hurt(fast_run):
-    """What holds at CI scale, asserted instead of a win.
+def test_automr_beats_no_memory_and_random_memory(fast_run):
+    """The paper's claim at CI scale: the KL-trained retriever's element helps, and more than a random element.
 
-    AutoMR beating no_memory/random_memory is NOT shown at this scale. Measured on this fixture and on two larger
-    variants (d_model 64 / 4 layers / 8 epochs, with and without favourites=3 + p_explore=1.0 in the generator),
-    even the oracle element lifts NDCG@10 by <= 0.006, so no retriever can win, and automr's paired 95% intervals
-    against no_memory and random_memory straddle 0. What must hold regardless: the oracle (per sample, the element
-    maximising the target's log-probability) is at least no_memory and every single-slot method, within 1e-3 (rank
-    is not strictly monotone in log-probability), and the trained retriever does not degrade the model beyond a small non-inferiority margin.
+    Asserted on the paired bootstrap (same test samples, 300 resamples): the whole 95% interval of automr minus
+    the other method lies above 0 for Recall@10 and NDCG@10. Recall@1 is not asserted: on this data the retrieved
+    element lifts the target into the top 10 far more often than to the very top, and the Recall@1 difference
+    straddles 0 (measured with seeds 1 and 2: -0.006 and +0.006, both intervals containing 0).
     """
     _, _, res = fast_run
     ev = res["_eval"]
-    rows = {r["method"]: r for r in ev["rows"]}
-    single = ("random_memory", "recent_memory", "semantic_memory", "automr")
-    for m in ("recall@10", "ndcg@10"):
-        assert rows["oracle_memory"][m] >= rows["no_memory"][m] - 1e-3, m
-        for name in single:
-            assert rows["oracle_memory"][m] >= rows[name][m] - 1e-3, (name, m)
     for other in ("no_memory", "random_memory"):
         b = ev["paired"][f"automr_vs_{other}"]["bootstrap"]
-        # Non-inferiority: the whole paired 95% interval of (automr - other) lies above a small margin. (A tiny
-        # significant loss, ~1e-4 NDCG@10, does occur on some seeds, so "not significantly worse" would be wrong.)
-        for m, margin in (("recall@10", 0.01), ("ndcg@10", 0.005)):
-            assert b[m]["ci95"][0] > -margin, (other, m, b[m])
+        for m in ("recall@10", "ndcg@10"):
+            assert b[m]["ci95"][0] > 0, (other, m, b[m])
+
+
+def test_oracle_bounds_every_single_slot_method(fast_run):
+    """The oracle (per sample, the element maximising the target's log-probability) is at least no_memory and every
+    single-slot method, within 1e-3 (rank is not strictly monotone in log-probability)."""
+    _, _, res = fast_run
+    rows = {r["method"]: r for r in res["_eval"]["rows"]}
+    for m in ("recall@10", "ndcg@10"):
+        for name in ("no_memory", "random_memory", "recent_memory", "semantic_memory", "automr"):
+            assert rows["oracle_memory"][m] >= rows[name][m] - 1e-3, (name, m)

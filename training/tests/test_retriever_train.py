@@ -6,7 +6,16 @@ import torch
 from automr.labels import MemoryScores
 from automr.memory import Memory, sample_view
 from automr.retriever import export_retriever
-from automr.retriever_train import RetrieverConfig, ranks_of_choice, retriever_scores, top_k_slots, train_retriever
+import pytest
+
+from automr.retriever_train import (
+    RetrieverConfig,
+    pick_gain,
+    ranks_of_choice,
+    retriever_scores,
+    top_k_slots,
+    train_retriever,
+)
 from ort import ort_run
 
 
@@ -31,7 +40,8 @@ def _planted(n_users=60, length=60, d=16, seed=0):
     return mem, view, table, best
 
 
-def test_kl_training_learns_to_retrieve_the_labelled_element_and_early_stops():
+@pytest.mark.parametrize("select", ["gain", "recall@1"])
+def test_kl_training_learns_to_retrieve_the_labelled_element_and_early_stops(select):
     mem, view, table, best = _planted()
     n = len(view.rows)
     tr, va = np.arange(n) % 4 != 0, np.arange(n) % 4 == 0
@@ -39,7 +49,7 @@ def test_kl_training_learns_to_retrieve_the_labelled_element_and_early_stops():
     labels[np.arange(n), best] = 1.0
     sub = lambda v, i: type(v)(v.rows[i], v.query_idx[i], v.mem_idx[i], v.mem_pos[i])  # noqa: E731
     ret, info = train_retriever(mem, sub(view, tr), labels[tr], sub(view, va), table.subset(np.nonzero(va)[0]),
-                                RetrieverConfig(max_epochs=60, patience=10, lr=3e-3), log=lambda *_: None)
+                                RetrieverConfig(max_epochs=60, patience=10, lr=3e-3, select=select), log=lambda *_: None)
     vs = retriever_scores(ret, mem, sub(view, va))
     hit = (ranks_of_choice(table.subset(np.nonzero(va)[0]), top_k_slots(vs, view.mem_mask[va], 1)[:, 0]) == 0).mean()
     assert hit > 0.6 > 1.0 / 40  # random pick over ~40 elements would hit ~2.5%
@@ -73,3 +83,15 @@ def test_top_k_slots_orders_valid_slots_and_pads_with_minus_one():
     s = np.array([[0.1, 0.7, 0.2, 0.9], [0.5, 0.4, 0.0, 0.0]])
     mask = np.array([[True, True, True, False], [True, False, False, False]])
     assert top_k_slots(s, mask, 2).tolist() == [[1, 2], [0, -1]]
+
+
+def test_pick_gain_is_the_mean_log_probability_gain_of_the_chosen_element():
+    table = MemoryScores(
+        base_logp=np.array([-3.0, -2.0, -4.0], np.float32),
+        base_rank=np.array([9, 3, 20]),
+        logp=np.array([[-2.0, -5.0], [-1.5, np.nan], [np.nan, np.nan]], np.float32),
+        rank=np.array([[4, 30], [1, -1], [-1, -1]]),
+    )
+    # Sample 2 has no element: it counts with gain 0.
+    assert pick_gain(table, np.array([0, 0, -1])) == pytest.approx((1.0 + 0.5 + 0.0) / 3)
+    assert pick_gain(table, np.array([1, 0, -1])) == pytest.approx((-2.0 + 0.5) / 3)
