@@ -169,7 +169,7 @@ def train_default_retriever(
     progress: bool = False,
 ) -> Retriever:
     """Memory -> Eq. 5 labels on (a seeded subsample of) the training split -> KL-trained retriever with early
-    stopping on validation Recall@1. For `npm run bundle`; `npm run eval` additionally searches delta/tau."""
+    stopping on validation (RetrieverConfig.select). For `npm run bundle`; `npm run eval` additionally searches delta/tau."""
     from .labels import make_labels, score_memory
     from .memory import build_memory, sample_view
 
