@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
 import { RedisMemoryStore } from '../../src/gateway/adapters/redis-store.js';
-import type { MemoryStore, NewEvent } from '../../src/gateway/domain/ports.js';
+import type { MemoryStore, NewEvent, StoredEntry } from '../../src/gateway/domain/ports.js';
 
 const REDIS_URL = process.env.AUTOMR_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -139,6 +139,55 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       assert.equal(tail[0]!.vector, undefined);
       assert.equal(tail[1]!.encKey, undefined);
       assert.deepEqual(await store.readTail('nobody', 0, 9), []);
+    });
+
+    void test('readTail agrees with read after every kind of write: in order, late, concurrent, vectors, cap, forget', async () => {
+      let state = 7;
+      const rand = (n: number) => {
+        state = (state * 1103515245 + 12345) % 2 ** 31;
+        return state % n;
+      };
+      const u = 'u-tail';
+      const cap = 12;
+      const context = 3;
+      const view = (e: StoredEntry) => [e.eventId, e.token, e.timestampMs, e.seq, e.encKey ?? null];
+      const check = async (since: number) => {
+        const all = await store.read(u);
+        const from = all.findIndex((e) => e.timestampMs >= since);
+        const at = from < 0 ? all.length : from;
+        const expected = all.slice(Math.max(0, at - context)).map(view);
+        assert.deepEqual((await store.readTail(u, since, context)).map(view), expected, `since ${since}`);
+      };
+      let n = 0;
+      let newest = 0;
+      for (let step = 0; step < 120; step++) {
+        const op = rand(10);
+        if (op < 5) {
+          // 1-3 appends at once, mostly in order, some late, some duplicates.
+          const batch = Array.from({ length: 1 + rand(3) }, () => {
+            const late = rand(4) === 0;
+            const ts = late ? Math.max(0, newest - 1 - rand(30)) : (newest += 1 + rand(3));
+            return rand(8) === 0 && n > 0 ? ev(u, rand(n), ts) : ev(u, n++, ts);
+          });
+          await Promise.all(batch.map((e) => store.append(e, cap, 2)));
+        } else if (op < 8) {
+          const tail = await store.readTail(u, newest - rand(20), context);
+          const picked = tail.filter(() => rand(2) === 0);
+          await store.putVectors(
+            u,
+            picked.map((e) => ({
+              seq: e.seq,
+              timestampMs: e.timestampMs,
+              encKey: `v${step}|${e.seq}`,
+              vector: new Float32Array([step, e.seq]),
+            })),
+          );
+        } else if (op === 8 && rand(4) === 0) {
+          await store.forget(u);
+        }
+        await check(newest - rand(25));
+        await check(newest + 1);
+      }
     });
 
     void test('a read sees every completed write, also when reads overlap writes (reads may be cached)', async () => {

@@ -14,6 +14,11 @@
  * read since the user's last write: one read per write (Recommend after every event) never pays for keeping it.
  * Since this process is the only writer, every write of a user drops its cached entries when it is issued and again when it completes, and a read
  * made while a write of the user is in flight is not cached: a cached history is always the committed one.
+ *
+ * Tail cache: `readTail` (the encoder's read after every append) keeps the newest entries of the users it read
+ * (keys, no vectors), and every committed write of this process updates them in place of a new read (insert by
+ * seq, set an encoding key, drop trimmed seqs; all idempotent, so a tail read between a commit and its update stays
+ * right); a late event older than a partial tail, a failed write or `forget` drops the user's tail.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -43,6 +48,23 @@ function entryOf(key: Key, v: EntryValue): StoredEntry {
 const VECTORS_PER_POOL = 128;
 /** Users whose decoded history `read` keeps by default (a full history with 64-float vectors is ~45 KB). */
 const DEFAULT_CACHED_USERS = 1024;
+/** Users whose newest entries (keys, no vectors) `readTail` keeps, and how many entries each at most. */
+const TAIL_USERS = 4096;
+const TAIL_ENTRIES = 32;
+
+/**
+ * The newest committed entries of a user (oldest first, no vectors), as `readTail` read them and kept up to date by
+ * every committed write of this process; `all`: they are the user's whole history.
+ */
+interface Tail {
+  entries: StoredEntry[];
+  all: boolean;
+}
+
+/** Orders entries as their keys do: timestamp, then arrival. */
+function precedes(a: StoredEntry, ts: number, seq: number): boolean {
+  return a.timestampMs < ts || (a.timestampMs === ts && a.seq < seq);
+}
 
 export interface LmdbStoreOptions {
   /** Users whose decoded history is kept for `read` (least recently read dropped first); 0 turns it off. */
@@ -66,6 +88,12 @@ export class LmdbMemoryStore implements MemoryStore {
   private readonly readOnce = new Map<string, true>();
   /** Writes issued and not yet completed, per user (their reads are not cached). */
   private readonly writing = new Map<string, number>();
+  /**
+   * Newest entries per user for the encoder's `readTail` (the read after every append), so that a pass does not
+   * decode the window context (vectors included) again. Updated after each commit with idempotent steps (insert by
+   * seq, set a key, drop by seq), so a tail read from the store while a write is in flight stays right.
+   */
+  private readonly tails = new Map<string, Tail>();
   private closed = false;
 
   constructor(dataDir: string, options: LmdbStoreOptions = {}) {
@@ -123,6 +151,14 @@ export class LmdbMemoryStore implements MemoryStore {
       pending.delete(eventId);
       if (pending.size === 0) this.pending.delete(u);
     }
+    if (written)
+      this.tailInsert(u, {
+        eventId,
+        itemId: event.itemId,
+        token: event.token,
+        timestampMs: event.timestampMs,
+        seq,
+      });
     await this.db.flushed;
     if (!written) return { status: 'duplicate' };
     let dropped = false;
@@ -146,6 +182,11 @@ export class LmdbMemoryStore implements MemoryStore {
     const removed = [...this.db.getKeys(range)] as unknown[][];
     if (removed.length === 0) return [];
     await this.write(u, () => Promise.all(removed.map((key) => this.db.remove(key as Key))));
+    const tail = this.tails.get(u);
+    if (tail !== undefined) {
+      const gone = new Set(removed.map((k) => k[3] as number));
+      tail.entries = tail.entries.filter((e) => !gone.has(e.seq));
+    }
     await this.db.flushed;
     return removed;
   }
@@ -166,6 +207,10 @@ export class LmdbMemoryStore implements MemoryStore {
     this.writing.set(u, (this.writing.get(u) ?? 0) + 1);
     try {
       return await op();
+    } catch (error) {
+      // What was committed is unknown: the next tail read goes to the store.
+      this.tails.delete(u);
+      throw error;
     } finally {
       const left = (this.writing.get(u) ?? 1) - 1;
       if (left === 0) this.writing.delete(u);
@@ -224,8 +269,15 @@ export class LmdbMemoryStore implements MemoryStore {
 
   readTail(userId: string, sinceTimestampMs: number, context: number): Promise<StoredEntry[]> {
     this.assertOpen();
+    const tail = this.tails.get(userId);
+    if (tail !== undefined) {
+      const from = tail.entries.findIndex((e) => e.timestampMs >= sinceTimestampMs);
+      const at = from < 0 ? tail.entries.length : from;
+      if (at >= context || tail.all) return Promise.resolve(tail.entries.slice(Math.max(0, at - context)));
+    }
     const entries: StoredEntry[] = [];
     let before = 0;
+    let all = true;
     // Newest first, down to the first entry before `sinceTimestampMs` plus `context` more; vectors are not copied.
     for (const { key, value } of this.db.getRange({
       start: ['e', userId, MAX_TS],
@@ -233,10 +285,39 @@ export class LmdbMemoryStore implements MemoryStore {
       reverse: true,
     })) {
       const k = key as [string, string, number, number];
-      if (k[2] < sinceTimestampMs && ++before > context) break;
+      if (k[2] < sinceTimestampMs && ++before > context) {
+        all = false;
+        break;
+      }
       entries.push(entryOf(k, value as EntryValue));
     }
-    return Promise.resolve(entries.reverse());
+    entries.reverse();
+    if (entries.length <= TAIL_ENTRIES) {
+      this.tails.delete(userId);
+      this.tails.set(userId, { entries: entries.slice(), all });
+      if (this.tails.size > TAIL_USERS) this.tails.delete(this.tails.keys().next().value as string);
+    }
+    return Promise.resolve(entries);
+  }
+
+  /** Adds a committed entry to the user's tail (once: a tail read after the commit may hold it already). */
+  private tailInsert(u: string, entry: StoredEntry): void {
+    const tail = this.tails.get(u);
+    if (tail === undefined) return;
+    const { entries } = tail;
+    let i = entries.length;
+    while (i > 0 && !precedes(entries[i - 1] as StoredEntry, entry.timestampMs, entry.seq)) i--;
+    if (entries[i]?.seq === entry.seq) return;
+    // Older than every kept entry of a partial tail: what lies between is unknown.
+    if (i === 0 && !tail.all) {
+      this.tails.delete(u);
+      return;
+    }
+    entries.splice(i, 0, entry);
+    if (entries.length > TAIL_ENTRIES) {
+      entries.splice(0, entries.length - TAIL_ENTRIES);
+      tail.all = false;
+    }
   }
 
   async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {
@@ -256,6 +337,24 @@ export class LmdbMemoryStore implements MemoryStore {
       writes.push(this.db.put(key, { id: v.id, item: v.item, tok: v.tok, k: up.encKey, v: bytes }));
     }
     await Promise.all(writes);
+    const tail = this.tails.get(userId);
+    if (tail === undefined) return;
+    // Replaced, not changed: arrays handed out by `readTail` are copies, but they share their entries.
+    const { entries } = tail;
+    for (const up of updates) {
+      let i = entries.length - 1; // the updates are mostly of the newest entries
+      while (i >= 0 && (entries[i] as StoredEntry).seq !== up.seq) i--;
+      const e = entries[i];
+      if (e === undefined || e.encKey === up.encKey) continue;
+      entries[i] = {
+        eventId: e.eventId,
+        itemId: e.itemId,
+        token: e.token,
+        timestampMs: e.timestampMs,
+        seq: e.seq,
+        encKey: up.encKey,
+      };
+    }
   }
 
   async forget(userId: string): Promise<number> {
@@ -272,6 +371,7 @@ export class LmdbMemoryStore implements MemoryStore {
   private async removeUser(userId: string): Promise<number> {
     await Promise.allSettled([...(this.pending.get(userId)?.values() ?? [])]);
     this.seqs.delete(userId);
+    this.tails.delete(userId);
     let removed = 0;
     const writes: Promise<boolean>[] = [];
     for (const prefix of ['e', 'i'] as const) {
@@ -284,6 +384,7 @@ export class LmdbMemoryStore implements MemoryStore {
     }
     writes.push(this.db.remove(['c', userId]));
     await Promise.all(writes);
+    this.tails.delete(userId);
     await this.db.flushed;
     return removed;
   }
