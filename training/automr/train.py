@@ -133,16 +133,10 @@ def chunk_memory(
 
 
 def chunk_loss(
-    model: RecModel,
-    prep: Prepared,
-    chunks: np.ndarray,
-    rng: np.random.Generator,
-    frac: float,
-    max_mem: int,
-    informed: float = 0.0,
+    model: RecModel, prep: Prepared, chunks: np.ndarray, rng: np.random.Generator, tcfg: TrainConfig
 ) -> tuple[torch.Tensor, int]:
     ids, mask, tgt = chunk_batch(prep, chunks)
-    memory, mm = chunk_memory(model, prep, chunks, rng, frac, max_mem, informed)
+    memory, mm = chunk_memory(model, prep, chunks, rng, tcfg.mem_frac, tcfg.max_mem, tcfg.mem_informed)
     hidden, _ = model.lower(ids, mask)
     logits = model.upper_logits_all(hidden, mask, memory, mm)
     n = int((tgt >= 0).sum())
@@ -196,7 +190,7 @@ def train_model(prep: Prepared, mcfg: ModelConfig | None = None, tcfg: TrainConf
             batch = chunks[i * tcfg.batch_size : (i + 1) * tcfg.batch_size]
             if len(batch) == 0:
                 continue
-            loss, nt = chunk_loss(model, prep, batch, rng, tcfg.mem_frac, tcfg.max_mem, tcfg.mem_informed)
+            loss, nt = chunk_loss(model, prep, batch, rng, tcfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -61,6 +61,16 @@ interface Tail {
   all: boolean;
 }
 
+/**
+ * Sets `key` as the most recent entry of an insertion-ordered map and drops the oldest beyond `limit`: the LRU
+ * discipline of the store's three per-user maps.
+ */
+function setMostRecent<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > limit) map.delete(map.keys().next().value as string);
+}
+
 /** Orders entries as their keys do: timestamp, then arrival. */
 function precedes(a: StoredEntry, ts: number, seq: number): boolean {
   return a.timestampMs < ts || (a.timestampMs === ts && a.seq < seq);
@@ -224,22 +234,14 @@ export class LmdbMemoryStore implements MemoryStore {
     this.assertOpen();
     const cached = this.cache.get(userId);
     if (cached !== undefined) {
-      // Most recently read last.
-      this.cache.delete(userId);
-      this.cache.set(userId, cached);
+      setMostRecent(this.cache, userId, cached, this.cachedUsers);
       return Promise.resolve(cached);
     }
     const entries = this.decode(userId);
     if (this.cachedUsers > 0 && !this.writing.has(userId)) {
       // Read-only by contract, not frozen: freezing cost ~40 us per history and slowed later access (measured).
-      if (this.readOnce.delete(userId)) {
-        this.cache.set(userId, entries);
-        if (this.cache.size > this.cachedUsers) this.cache.delete(this.cache.keys().next().value as string);
-      } else {
-        this.readOnce.set(userId, true);
-        if (this.readOnce.size > 4 * this.cachedUsers)
-          this.readOnce.delete(this.readOnce.keys().next().value as string);
-      }
+      if (this.readOnce.delete(userId)) setMostRecent(this.cache, userId, entries, this.cachedUsers);
+      else setMostRecent(this.readOnce, userId, true, 4 * this.cachedUsers);
     }
     return Promise.resolve(entries);
   }
@@ -293,9 +295,7 @@ export class LmdbMemoryStore implements MemoryStore {
     }
     entries.reverse();
     if (entries.length <= TAIL_ENTRIES) {
-      this.tails.delete(userId);
-      this.tails.set(userId, { entries: entries.slice(), all });
-      if (this.tails.size > TAIL_USERS) this.tails.delete(this.tails.keys().next().value as string);
+      setMostRecent(this.tails, userId, { entries: entries.slice(), all }, TAIL_USERS);
     }
     return Promise.resolve(entries);
   }
