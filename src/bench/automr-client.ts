@@ -8,7 +8,7 @@ import { loadSync } from '@grpc/proto-loader';
 
 export const PROTO_ROOT = fileURLToPath(new URL('../../proto', import.meta.url));
 export const RECOMMENDER_PROTO = `${PROTO_ROOT}/automr/v1/recommender.proto`;
-export const RECOMMENDER_SERVICE = 'automr.v1.Recommender';
+export const RECOMMENDER_SERVICE = 'automr.v1.RecommenderService';
 
 export interface IngestEvent {
   eventId: string;
@@ -19,7 +19,7 @@ export interface IngestEvent {
 
 export interface IngestAck {
   eventId: string;
-  status: 'STATUS_UNSPECIFIED' | 'ACCEPTED' | 'DUPLICATE' | 'REJECTED';
+  status: 'STATUS_UNSPECIFIED' | 'STATUS_ACCEPTED' | 'STATUS_DUPLICATE' | 'STATUS_REJECTED';
   message?: string;
   unknownItem?: boolean;
 }

@@ -24,7 +24,7 @@ export interface ProtoTargetSpec {
   address: string;
   protoPath: string;
   includeDirs: string[];
-  /** Fully qualified service name, e.g. `automr.v1.Recommender`. */
+  /** Fully qualified service name, e.g. `automr.v1.RecommenderService`. */
   service: string;
   method: string;
   generator: GeneratorSpec;

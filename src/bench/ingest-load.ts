@@ -140,8 +140,8 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
       if (sent !== undefined && ack.eventId !== undefined) stream.sentAt.delete(ack.eventId);
       if (sent?.measured === true && sent.at < end) {
         counts.acked += 1;
-        if (ack.status === 'ACCEPTED') counts.accepted += 1;
-        else if (ack.status === 'DUPLICATE') counts.duplicate += 1;
+        if (ack.status === 'STATUS_ACCEPTED') counts.accepted += 1;
+        else if (ack.status === 'STATUS_DUPLICATE') counts.duplicate += 1;
         else {
           counts.rejected += 1;
           if (errorSamples.length < 5) errorSamples.push(`rejected: ${ack.message ?? ''}`);

@@ -172,7 +172,7 @@ async function seed(client: AutoMrClient, events: IngestEvent[], streams = 8): P
     parts[s]?.push(event);
   }
   const acks = await Promise.all(parts.map((part) => client.ingest(part, 256)));
-  const bad = acks.flat().find((a) => a.status !== 'ACCEPTED');
+  const bad = acks.flat().find((a) => a.status !== 'STATUS_ACCEPTED');
   if (bad !== undefined)
     throw new Error(`seeding: event ${bad.eventId} answered ${bad.status} ${bad.message ?? ''}`);
 }

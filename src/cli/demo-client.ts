@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { loadRecommenderProto } from '../gateway/api/proto.js';
 import { loadBundle } from '../gateway/bundle.js';
-import type { IngestAck__Output } from '../generated/automr/v1/IngestAck.js';
+import type { IngestResponse__Output } from '../generated/automr/v1/IngestResponse.js';
 import type { RecommendResponse__Output } from '../generated/automr/v1/RecommendResponse.js';
 import type { GetMemoryResponse__Output } from '../generated/automr/v1/GetMemoryResponse.js';
 
@@ -31,7 +31,7 @@ const bundle = await loadBundle(process.env.AUTOMR_BUNDLE ?? './bundle');
 const user = values.user ?? `demo-${Date.now()}`;
 const count = Number(values.events);
 const { grpc } = loadRecommenderProto();
-const client = new grpc.automr.v1.Recommender(address, credentials.createInsecure());
+const client = new grpc.automr.v1.RecommenderService(address, credentials.createInsecure());
 
 // A synthetic user who mostly stays within a few neighbouring catalog rows, with occasional jumps.
 let seed = [...user].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) % 2 ** 31, 7);
@@ -56,10 +56,10 @@ const fail = (what: string, error: ServiceError) => {
   process.exit(1);
 };
 
-const acks = await new Promise<IngestAck__Output[]>((resolve) => {
-  const got: IngestAck__Output[] = [];
+const acks = await new Promise<IngestResponse__Output[]>((resolve) => {
+  const got: IngestResponse__Output[] = [];
   const call = client.Ingest();
-  call.on('data', (a: IngestAck__Output) => got.push(a));
+  call.on('data', (a: IngestResponse__Output) => got.push(a));
   call.on('error', (e: ServiceError) => fail('Ingest', e));
   call.on('end', () => resolve(got));
   for (const e of events) call.write(e);

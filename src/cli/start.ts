@@ -103,6 +103,6 @@ if (startModelServer) {
 launch('gateway', 'gateway.js', { AUTOMR_ADDR: gatewayAddr, AUTOMR_MODEL_SERVER: modelServerAddr });
 await waitForServing(gatewayAddr, Date.now() + readyTimeoutMs);
 console.log(`AutoMR is up.
-  gateway (automr.v1.Recommender, gRPC):   ${gatewayAddr}
+  gateway (automr.v1.RecommenderService, gRPC):   ${gatewayAddr}
   model server (Triton gRPC protocol):     ${modelServerAddr}${startModelServer ? ' (local)' : ' (external)'}
 Try: AUTOMR_ADDR=${gatewayAddr} npm run demo     Stop: Ctrl-C`);

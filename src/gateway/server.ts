@@ -1,6 +1,6 @@
 /**
  * Gateway bootstrap: loads the bundle, builds stores and adapters, wires the domain services, serves
- * automr.v1.Recommender + grpc.health.v1.Health + reflection, and drains gracefully.
+ * automr.v1.RecommenderService + grpc.health.v1.Health + reflection, and drains gracefully.
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
@@ -105,7 +105,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   const { definition, grpc } = loadRecommenderProto();
   const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(
-    grpc.automr.v1.Recommender.service,
+    grpc.automr.v1.RecommenderService.service,
     createHandlers({ ingest, recommend, logger, metrics, draining: () => draining }),
   );
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });

@@ -6,15 +6,15 @@ import type { ForgetUserRequest as _automr_v1_ForgetUserRequest, ForgetUserReque
 import type { ForgetUserResponse as _automr_v1_ForgetUserResponse, ForgetUserResponse__Output as _automr_v1_ForgetUserResponse__Output } from './automr/v1/ForgetUserResponse.js';
 import type { GetMemoryRequest as _automr_v1_GetMemoryRequest, GetMemoryRequest__Output as _automr_v1_GetMemoryRequest__Output } from './automr/v1/GetMemoryRequest.js';
 import type { GetMemoryResponse as _automr_v1_GetMemoryResponse, GetMemoryResponse__Output as _automr_v1_GetMemoryResponse__Output } from './automr/v1/GetMemoryResponse.js';
-import type { IngestAck as _automr_v1_IngestAck, IngestAck__Output as _automr_v1_IngestAck__Output } from './automr/v1/IngestAck.js';
 import type { IngestRequest as _automr_v1_IngestRequest, IngestRequest__Output as _automr_v1_IngestRequest__Output } from './automr/v1/IngestRequest.js';
+import type { IngestResponse as _automr_v1_IngestResponse, IngestResponse__Output as _automr_v1_IngestResponse__Output } from './automr/v1/IngestResponse.js';
 import type { MemoryEntry as _automr_v1_MemoryEntry, MemoryEntry__Output as _automr_v1_MemoryEntry__Output } from './automr/v1/MemoryEntry.js';
 import type { RankedItem as _automr_v1_RankedItem, RankedItem__Output as _automr_v1_RankedItem__Output } from './automr/v1/RankedItem.js';
 import type { RecommendRequest as _automr_v1_RecommendRequest, RecommendRequest__Output as _automr_v1_RecommendRequest__Output } from './automr/v1/RecommendRequest.js';
 import type { RecommendResponse as _automr_v1_RecommendResponse, RecommendResponse__Output as _automr_v1_RecommendResponse__Output } from './automr/v1/RecommendResponse.js';
 import type { RecommendSummary as _automr_v1_RecommendSummary, RecommendSummary__Output as _automr_v1_RecommendSummary__Output } from './automr/v1/RecommendSummary.js';
 import type { RecommendedItems as _automr_v1_RecommendedItems, RecommendedItems__Output as _automr_v1_RecommendedItems__Output } from './automr/v1/RecommendedItems.js';
-import type { RecommenderClient as _automr_v1_RecommenderClient, RecommenderDefinition as _automr_v1_RecommenderDefinition } from './automr/v1/Recommender.js';
+import type { RecommenderServiceClient as _automr_v1_RecommenderServiceClient, RecommenderServiceDefinition as _automr_v1_RecommenderServiceDefinition } from './automr/v1/RecommenderService.js';
 import type { RetrievedMemory as _automr_v1_RetrievedMemory, RetrievedMemory__Output as _automr_v1_RetrievedMemory__Output } from './automr/v1/RetrievedMemory.js';
 import type { StageTimings as _automr_v1_StageTimings, StageTimings__Output as _automr_v1_StageTimings__Output } from './automr/v1/StageTimings.js';
 
@@ -29,15 +29,15 @@ export interface ProtoGrpcType {
       ForgetUserResponse: MessageTypeDefinition<_automr_v1_ForgetUserResponse, _automr_v1_ForgetUserResponse__Output>
       GetMemoryRequest: MessageTypeDefinition<_automr_v1_GetMemoryRequest, _automr_v1_GetMemoryRequest__Output>
       GetMemoryResponse: MessageTypeDefinition<_automr_v1_GetMemoryResponse, _automr_v1_GetMemoryResponse__Output>
-      IngestAck: MessageTypeDefinition<_automr_v1_IngestAck, _automr_v1_IngestAck__Output>
       IngestRequest: MessageTypeDefinition<_automr_v1_IngestRequest, _automr_v1_IngestRequest__Output>
+      IngestResponse: MessageTypeDefinition<_automr_v1_IngestResponse, _automr_v1_IngestResponse__Output>
       MemoryEntry: MessageTypeDefinition<_automr_v1_MemoryEntry, _automr_v1_MemoryEntry__Output>
       RankedItem: MessageTypeDefinition<_automr_v1_RankedItem, _automr_v1_RankedItem__Output>
       RecommendRequest: MessageTypeDefinition<_automr_v1_RecommendRequest, _automr_v1_RecommendRequest__Output>
       RecommendResponse: MessageTypeDefinition<_automr_v1_RecommendResponse, _automr_v1_RecommendResponse__Output>
       RecommendSummary: MessageTypeDefinition<_automr_v1_RecommendSummary, _automr_v1_RecommendSummary__Output>
       RecommendedItems: MessageTypeDefinition<_automr_v1_RecommendedItems, _automr_v1_RecommendedItems__Output>
-      Recommender: SubtypeConstructor<typeof grpc.Client, _automr_v1_RecommenderClient> & { service: _automr_v1_RecommenderDefinition }
+      RecommenderService: SubtypeConstructor<typeof grpc.Client, _automr_v1_RecommenderServiceClient> & { service: _automr_v1_RecommenderServiceDefinition }
       RetrievedMemory: MessageTypeDefinition<_automr_v1_RetrievedMemory, _automr_v1_RetrievedMemory__Output>
       StageTimings: MessageTypeDefinition<_automr_v1_StageTimings, _automr_v1_StageTimings__Output>
     }

@@ -212,7 +212,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
           });
         }
         const acks = await client.ingest(events);
-        const bad = acks.find((a) => a.status !== 'ACCEPTED');
+        const bad = acks.find((a) => a.status !== 'STATUS_ACCEPTED');
         if (bad !== undefined)
           throw new Error(`ingest of ${bad.eventId} answered ${bad.status}: ${bad.message ?? ''}`);
         eventsIngested += events.length;

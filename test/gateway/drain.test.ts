@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import type { IngestAck__Output } from '../../src/generated/automr/v1/IngestAck.js';
+import type { IngestResponse__Output } from '../../src/generated/automr/v1/IngestResponse.js';
 import { BUNDLE_DIR, client, healthClient, MODELS_DIR, spawnGateway, tempDir } from './helpers.js';
 
 let modelServer: RunningModelServer;
@@ -33,7 +33,7 @@ void test('SIGTERM drains: NOT_SERVING, in-flight stream completes, exit 0', asy
   try {
     const health = healthClient(gw.address);
     const statuses: string[] = [];
-    const watch = health.Watch({ service: 'automr.v1.Recommender' });
+    const watch = health.Watch({ service: 'automr.v1.RecommenderService' });
     const sawNotServing = new Promise<void>((resolve) => {
       watch.on('data', (m: { status: string }) => {
         statuses.push(m.status);
@@ -48,10 +48,10 @@ void test('SIGTERM drains: NOT_SERVING, in-flight stream completes, exit 0', asy
     await serving;
 
     const c = client(gw.address);
-    const acks: IngestAck__Output[] = [];
+    const acks: IngestResponse__Output[] = [];
     const call = c.Ingest();
     const done = new Promise<string>((resolve) => {
-      call.on('data', (a: IngestAck__Output) => acks.push(a));
+      call.on('data', (a: IngestResponse__Output) => acks.push(a));
       call.on('end', () => resolve('end'));
       call.on('error', (e: Error) => resolve(`error ${e.message}`));
     });
@@ -75,7 +75,7 @@ void test('SIGTERM drains: NOT_SERVING, in-flight stream completes, exit 0', asy
     call.end();
     assert.equal(await done, 'end');
     assert.equal(acks.length, 10);
-    assert.ok(acks.every((a) => a.status === 'ACCEPTED'));
+    assert.ok(acks.every((a) => a.status === 'STATUS_ACCEPTED'));
     assert.equal(await gw.exited, 0, 'exit code 0 after drain');
     c.close();
     health.close();

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
-import type { IngestAck__Output } from '../../src/generated/automr/v1/IngestAck.js';
+import type { IngestResponse__Output } from '../../src/generated/automr/v1/IngestResponse.js';
 import { BUNDLE_DIR, client, healthClient, healthStatus, spawnGateway, tempDir } from './helpers.js';
 
 void test('every event acked before kill -9 is in the embedded store after restart', async () => {
@@ -21,13 +21,13 @@ void test('every event acked before kill -9 is in the embedded store after resta
     const health = healthClient(gw.address);
     // Without a ready model server the gateway is up but not SERVING.
     assert.equal(await healthStatus(health), 'NOT_SERVING');
-    assert.equal(await healthStatus(health, 'automr.v1.Recommender'), 'NOT_SERVING');
+    assert.equal(await healthStatus(health, 'automr.v1.RecommenderService'), 'NOT_SERVING');
     health.close();
     const killAfter = 150;
     await new Promise<void>((resolve) => {
       const call = c.Ingest();
-      call.on('data', (ack: IngestAck__Output) => {
-        assert.equal(ack.status, 'ACCEPTED');
+      call.on('data', (ack: IngestResponse__Output) => {
+        assert.equal(ack.status, 'STATUS_ACCEPTED');
         acked.push(ack.event_id);
         if (acked.length === killAfter) gw.child.kill('SIGKILL');
       });

@@ -18,7 +18,7 @@ import type { RunningModelServer } from '../../src/model-server/server.js';
 import { defaultConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
+import type { RecommenderServiceClient } from '../../src/generated/automr/v1/RecommenderService.js';
 import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
 import type { ForgetUserResponse__Output } from '../../src/generated/automr/v1/ForgetUserResponse.js';
 import {
@@ -38,7 +38,7 @@ import {
 let stack: Stack;
 let modelServer: RunningModelServer;
 let gateway: RunningGateway;
-let c: RecommenderClient;
+let c: RecommenderServiceClient;
 
 before(async () => {
   stack = await startStack('automr-e2e-', { encodeWaitMs: 20_000 });
@@ -59,7 +59,7 @@ void test('the Done-when client scenario', async () => {
     'SERVING',
     'SERVING once the model server and the store are ready',
   );
-  assert.equal(await healthStatus(health, 'automr.v1.Recommender'), 'SERVING');
+  assert.equal(await healthStatus(health, 'automr.v1.RecommenderService'), 'SERVING');
   health.close();
   const catalog = gateway.bundle.catalog;
   const user = 'user-e2e';
@@ -80,13 +80,13 @@ void test('the Done-when client scenario', async () => {
   assert.equal(error, undefined);
   assert.equal(acks.length, 40);
   assert.ok(
-    acks.every((a) => a.status === 'ACCEPTED'),
-    JSON.stringify(acks.filter((a) => a.status !== 'ACCEPTED')),
+    acks.every((a) => a.status === 'STATUS_ACCEPTED'),
+    JSON.stringify(acks.filter((a) => a.status !== 'STATUS_ACCEPTED')),
   );
   assert.deepEqual(new Set(acks.map((a) => a.event_id)), new Set(events.map((e) => e.event_id)));
 
   const dup = await ingest(c, [events[5]!]);
-  assert.equal(dup.acks[0]?.status, 'DUPLICATE');
+  assert.equal(dup.acks[0]?.status, 'STATUS_DUPLICATE');
 
   // Straight after the acks, as an independent client would: Recommend waits (bounded) for the encoder.
   const rec = await recommend(c, user, 10, 3);
@@ -134,9 +134,9 @@ void test('the Done-when client scenario', async () => {
   ]);
   assert.equal(mixed.error, undefined);
   const byId = new Map(mixed.acks.map((a) => [a.event_id, a]));
-  assert.equal(byId.get('bad-1')?.status, 'REJECTED');
+  assert.equal(byId.get('bad-1')?.status, 'STATUS_REJECTED');
   assert.match(byId.get('bad-1')!.message, /user_id must not be empty/);
-  assert.equal(byId.get('ev-after-bad')?.status, 'ACCEPTED');
+  assert.equal(byId.get('ev-after-bad')?.status, 'STATUS_ACCEPTED');
 
   const removed = await forget(user);
   assert.equal(removed.removed, 41);
@@ -165,9 +165,9 @@ void test('bad inputs get INVALID_ARGUMENT or REJECTED with a clear message, nev
   assert.match(by.get('d')!.message, /in the future/);
   assert.match(by.get('x'.repeat(129))!.message, /event_id is 129 bytes/);
   assert.match(by.get('e')!.message, /control characters/);
-  for (const id of ['', 'a', 'b', 'c', 'd', 'e']) assert.equal(by.get(id)?.status, 'REJECTED');
+  for (const id of ['', 'a', 'b', 'c', 'd', 'e']) assert.equal(by.get(id)?.status, 'STATUS_REJECTED');
   const unk = by.get('unk')!;
-  assert.equal(unk.status, 'ACCEPTED');
+  assert.equal(unk.status, 'STATUS_ACCEPTED');
   assert.equal(unk.unknown_item, true);
   assert.match(unk.message, /not in the catalog/);
   const mem = await getMemory('u-unk');
@@ -218,8 +218,8 @@ void test('the same flow over the Redis store (several gateways share it)', asyn
       timestamp_ms: 1_700_000_000_000 + i,
     }));
     const [a, b] = await Promise.all([ingest(c1, events.slice(0, 20)), ingest(c2, events.slice(20))]);
-    assert.ok([...a.acks, ...b.acks].every((x) => x.status === 'ACCEPTED'));
-    assert.equal((await ingest(c2, [events[3]!])).acks[0]?.status, 'DUPLICATE');
+    assert.ok([...a.acks, ...b.acks].every((x) => x.status === 'STATUS_ACCEPTED'));
+    assert.equal((await ingest(c2, [events[3]!])).acks[0]?.status, 'STATUS_DUPLICATE');
     const mem = () =>
       unary<{ user_id: string }, GetMemoryResponse__Output>(c2.GetMemory.bind(c2), { user_id: 'redis-user' });
     await waitFor(async () => (await mem()).entries.every((e) => e.encoded), 20_000, 'encoding in Redis');
@@ -262,6 +262,6 @@ void test('server reflection lists the Recommender and Health services', async (
     call.write({ list_services: '' });
   });
   refl.close();
-  assert.ok(names.includes('automr.v1.Recommender'), names.join(','));
+  assert.ok(names.includes('automr.v1.RecommenderService'), names.join(','));
   assert.ok(names.includes('grpc.health.v1.Health'), names.join(','));
 });

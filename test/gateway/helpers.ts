@@ -9,8 +9,8 @@ import { defaultConfig, type GatewayConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import type { RecommenderClient } from '../../src/generated/automr/v1/Recommender.js';
-import type { IngestAck__Output } from '../../src/generated/automr/v1/IngestAck.js';
+import type { RecommenderServiceClient } from '../../src/generated/automr/v1/RecommenderService.js';
+import type { IngestResponse__Output } from '../../src/generated/automr/v1/IngestResponse.js';
 import type { IngestRequest } from '../../src/generated/automr/v1/IngestRequest.js';
 import type { RecommendResponse__Output } from '../../src/generated/automr/v1/RecommendResponse.js';
 import type { RankedItem__Output } from '../../src/generated/automr/v1/RankedItem.js';
@@ -28,7 +28,7 @@ export function tempDir(prefix: string): string {
 export interface Stack {
   modelServer: RunningModelServer;
   gateway: RunningGateway;
-  client: RecommenderClient;
+  client: RecommenderServiceClient;
   dataDir: string;
   close(): Promise<void>;
 }
@@ -66,20 +66,20 @@ export async function startStack(prefix: string, overrides: Partial<GatewayConfi
   };
 }
 
-export function client(address: string): RecommenderClient {
+export function client(address: string): RecommenderServiceClient {
   const { grpc } = loadRecommenderProto();
-  return new grpc.automr.v1.Recommender(address, credentials.createInsecure());
+  return new grpc.automr.v1.RecommenderService(address, credentials.createInsecure());
 }
 
 /** Sends events on one Ingest stream and collects one ack per event; `hold` keeps the stream open at the end. */
 export function ingest(
-  c: RecommenderClient,
+  c: RecommenderServiceClient,
   events: IngestRequest[],
-): Promise<{ acks: IngestAck__Output[]; error?: ServiceError }> {
+): Promise<{ acks: IngestResponse__Output[]; error?: ServiceError }> {
   return new Promise((resolve) => {
-    const acks: IngestAck__Output[] = [];
+    const acks: IngestResponse__Output[] = [];
     const call = c.Ingest();
-    call.on('data', (ack: IngestAck__Output) => acks.push(ack));
+    call.on('data', (ack: IngestResponse__Output) => acks.push(ack));
     call.on('error', (error: ServiceError) => resolve({ acks, error }));
     call.on('end', () => resolve({ acks }));
     for (const e of events) call.write(e);
@@ -95,7 +95,7 @@ export interface RecommendResult {
 }
 
 export function recommend(
-  c: RecommenderClient,
+  c: RecommenderServiceClient,
   userId: string,
   topN: number,
   memoryK = 0,

@@ -67,7 +67,7 @@ void test('an element older than the history cap keeps its full-window vector', 
       item_id: `i${i}`,
       timestamp_ms: 1000 + i,
     });
-    assert.equal(ack.status, 'ACCEPTED');
+    assert.equal(ack.status, 'STATUS_ACCEPTED');
     await encoder.idle();
   }
   // A late event older than the newest maxHistory is kept only as window context: acked as not in the history.

@@ -125,7 +125,7 @@ void test('a bundle change re-encodes stale elements in the background and never
       item_id: catalog[5]!.itemId,
       timestamp_ms: 1_700_000_000_000 + 55,
     };
-    assert.equal((await ingest(c2, [late])).acks[0]?.status, 'ACCEPTED');
+    assert.equal((await ingest(c2, [late])).acks[0]?.status, 'STATUS_ACCEPTED');
     await waitFor(
       async () => (await getMemory()).entries.every((e) => e.encoded),
       10_000,
@@ -173,7 +173,7 @@ void test('encoding failures are retried and never lose an event', async () => {
     }));
     const { acks } = await ingest(c, events);
     assert.ok(
-      acks.length === 12 && acks.every((a) => a.status === 'ACCEPTED'),
+      acks.length === 12 && acks.every((a) => a.status === 'STATUS_ACCEPTED'),
       'acks do not wait for encoding',
     );
     const mem = () =>

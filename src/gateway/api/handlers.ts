@@ -1,5 +1,5 @@
 /**
- * Thin gRPC handlers for automr.v1.Recommender: protocol ↔ domain, errors → status via the shared mapper.
+ * Thin gRPC handlers for automr.v1.RecommenderService: protocol ↔ domain, errors → status via the shared mapper.
  * Each call is tracked so that drain can wait for in-flight work.
  */
 import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
@@ -15,9 +15,9 @@ import { toGrpcStatus, toServiceError } from '../../shared/grpc-status.js';
 import type { Logger } from '../../shared/logger.js';
 import { extractContext, tracer } from '../../telemetry/otel.js';
 import type { GatewayMetrics } from '../../telemetry/metrics.js';
-import type { RecommenderHandlers } from '../../generated/automr/v1/Recommender.js';
+import type { RecommenderServiceHandlers } from '../../generated/automr/v1/RecommenderService.js';
 import type { IngestRequest__Output } from '../../generated/automr/v1/IngestRequest.js';
-import type { IngestAck } from '../../generated/automr/v1/IngestAck.js';
+import type { IngestResponse } from '../../generated/automr/v1/IngestResponse.js';
 import type { RecommendRequest__Output } from '../../generated/automr/v1/RecommendRequest.js';
 import type { RecommendResponse } from '../../generated/automr/v1/RecommendResponse.js';
 import type { GetMemoryRequest__Output } from '../../generated/automr/v1/GetMemoryRequest.js';
@@ -78,7 +78,7 @@ function signalOf(call: {
 const DRAINING = () =>
   new AppError('UNAVAILABLE', 'gateway is shutting down; retry on another instance', { retryable: true });
 
-export function createHandlers(d: HandlerDeps): RecommenderHandlers {
+export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
   const observe = (method: string, started: number, error?: unknown) => {
     const code = error === undefined ? 'OK' : toAppError(error).code;
     d.metrics?.requestDuration.record(performance.now() - started, { method, code });
@@ -111,7 +111,7 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
   }
 
   return {
-    Ingest(call: ServerDuplexStream<IngestRequest__Output, IngestAck>) {
+    Ingest(call: ServerDuplexStream<IngestRequest__Output, IngestResponse>) {
       const started = performance.now();
       if (d.draining()) {
         call.emit('error', toServiceError(DRAINING()));
@@ -124,13 +124,13 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
       let failed = false;
       // Acks of durable events resolved in one event-loop turn are written together (corked), in the order they
       // resolved: one write per ack through grpc-js and http2 is the stream's largest fixed cost per event.
-      const acks: IngestAck[] = [];
+      const acks: IngestResponse[] = [];
       let flushScheduled = false;
       const flushAcks = () => {
         flushScheduled = false;
         if (acks.length === 0) return;
         if (acks.length === 1) {
-          call.write(acks.pop() as IngestAck);
+          call.write(acks.pop() as IngestResponse);
           return;
         }
         call.cork();
@@ -153,9 +153,9 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
           .then(
             (ack) => {
               if (failed) return;
-              const msg: IngestAck = {
+              const msg: IngestResponse = {
                 event_id: ack.eventId,
-                status: ack.status,
+                status: `STATUS_${ack.status}` as const,
                 message: ack.message,
                 unknown_item: ack.unknownItem,
               };
@@ -210,7 +210,7 @@ export function createHandlers(d: HandlerDeps): RecommenderHandlers {
         });
       tracer().startActiveSpan(
         'Recommend',
-        { kind: SpanKind.SERVER, attributes: { 'rpc.service': 'automr.v1.Recommender' } },
+        { kind: SpanKind.SERVER, attributes: { 'rpc.service': 'automr.v1.RecommenderService' } },
         parent,
         (span) => {
           d.recommend

@@ -7,7 +7,7 @@ import { PROTO_DIR, PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
 
 export { PROTO_DIR };
 export const RECOMMENDER_PROTO = 'automr/v1/recommender.proto';
-export const SERVICE_NAME = 'automr.v1.Recommender';
+export const SERVICE_NAME = 'automr.v1.RecommenderService';
 
 export const LOADER_OPTIONS = PROTO_LOADER_OPTIONS;
 

@@ -6,10 +6,18 @@ export interface RecommendRequest {
   'user_id'?: (string);
   'top_n'?: (number);
   'memory_k'?: (number);
+  'exclude_consumed'?: (boolean);
+  'exclude_item_ids'?: (string)[];
+  'candidate_item_ids'?: (string)[];
+  '_exclude_consumed'?: "exclude_consumed";
 }
 
 export interface RecommendRequest__Output {
   'user_id': (string);
   'top_n': (number);
   'memory_k': (number);
+  'exclude_consumed'?: (boolean);
+  'exclude_item_ids': (string)[];
+  'candidate_item_ids': (string)[];
+  '_exclude_consumed'?: "exclude_consumed";
 }

@@ -12,6 +12,9 @@ export interface RecommendSummary {
   'memory_size'?: (number);
   'pending_encodings'?: (number);
   'encoding_lagging'?: (boolean);
+  'consumed_excluded'?: (boolean);
+  'excluded_count'?: (number);
+  'memory_k'?: (number);
 }
 
 export interface RecommendSummary__Output {
@@ -22,4 +25,7 @@ export interface RecommendSummary__Output {
   'memory_size': (number);
   'pending_encodings': (number);
   'encoding_lagging': (boolean);
+  'consumed_excluded': (boolean);
+  'excluded_count': (number);
+  'memory_k': (number);
 }

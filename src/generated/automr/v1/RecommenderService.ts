@@ -7,12 +7,12 @@ import type { ForgetUserRequest as _automr_v1_ForgetUserRequest, ForgetUserReque
 import type { ForgetUserResponse as _automr_v1_ForgetUserResponse, ForgetUserResponse__Output as _automr_v1_ForgetUserResponse__Output } from '../../automr/v1/ForgetUserResponse.js';
 import type { GetMemoryRequest as _automr_v1_GetMemoryRequest, GetMemoryRequest__Output as _automr_v1_GetMemoryRequest__Output } from '../../automr/v1/GetMemoryRequest.js';
 import type { GetMemoryResponse as _automr_v1_GetMemoryResponse, GetMemoryResponse__Output as _automr_v1_GetMemoryResponse__Output } from '../../automr/v1/GetMemoryResponse.js';
-import type { IngestAck as _automr_v1_IngestAck, IngestAck__Output as _automr_v1_IngestAck__Output } from '../../automr/v1/IngestAck.js';
 import type { IngestRequest as _automr_v1_IngestRequest, IngestRequest__Output as _automr_v1_IngestRequest__Output } from '../../automr/v1/IngestRequest.js';
+import type { IngestResponse as _automr_v1_IngestResponse, IngestResponse__Output as _automr_v1_IngestResponse__Output } from '../../automr/v1/IngestResponse.js';
 import type { RecommendRequest as _automr_v1_RecommendRequest, RecommendRequest__Output as _automr_v1_RecommendRequest__Output } from '../../automr/v1/RecommendRequest.js';
 import type { RecommendResponse as _automr_v1_RecommendResponse, RecommendResponse__Output as _automr_v1_RecommendResponse__Output } from '../../automr/v1/RecommendResponse.js';
 
-export interface RecommenderClient extends grpc.Client {
+export interface RecommenderServiceClient extends grpc.Client {
   ForgetUser(argument: _automr_v1_ForgetUserRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_automr_v1_ForgetUserResponse__Output>): grpc.ClientUnaryCall;
   ForgetUser(argument: _automr_v1_ForgetUserRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_automr_v1_ForgetUserResponse__Output>): grpc.ClientUnaryCall;
   ForgetUser(argument: _automr_v1_ForgetUserRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_automr_v1_ForgetUserResponse__Output>): grpc.ClientUnaryCall;
@@ -31,10 +31,10 @@ export interface RecommenderClient extends grpc.Client {
   getMemory(argument: _automr_v1_GetMemoryRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_automr_v1_GetMemoryResponse__Output>): grpc.ClientUnaryCall;
   getMemory(argument: _automr_v1_GetMemoryRequest, callback: grpc.requestCallback<_automr_v1_GetMemoryResponse__Output>): grpc.ClientUnaryCall;
   
-  Ingest(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestAck__Output>;
-  Ingest(options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestAck__Output>;
-  ingest(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestAck__Output>;
-  ingest(options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestAck__Output>;
+  Ingest(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestResponse__Output>;
+  Ingest(options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestResponse__Output>;
+  ingest(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestResponse__Output>;
+  ingest(options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestResponse__Output>;
   
   Recommend(argument: _automr_v1_RecommendRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_automr_v1_RecommendResponse__Output>;
   Recommend(argument: _automr_v1_RecommendRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_automr_v1_RecommendResponse__Output>;
@@ -43,20 +43,20 @@ export interface RecommenderClient extends grpc.Client {
   
 }
 
-export interface RecommenderHandlers extends grpc.UntypedServiceImplementation {
+export interface RecommenderServiceHandlers extends grpc.UntypedServiceImplementation {
   ForgetUser: grpc.handleUnaryCall<_automr_v1_ForgetUserRequest__Output, _automr_v1_ForgetUserResponse>;
   
   GetMemory: grpc.handleUnaryCall<_automr_v1_GetMemoryRequest__Output, _automr_v1_GetMemoryResponse>;
   
-  Ingest: grpc.handleBidiStreamingCall<_automr_v1_IngestRequest__Output, _automr_v1_IngestAck>;
+  Ingest: grpc.handleBidiStreamingCall<_automr_v1_IngestRequest__Output, _automr_v1_IngestResponse>;
   
   Recommend: grpc.handleServerStreamingCall<_automr_v1_RecommendRequest__Output, _automr_v1_RecommendResponse>;
   
 }
 
-export interface RecommenderDefinition extends grpc.ServiceDefinition {
+export interface RecommenderServiceDefinition extends grpc.ServiceDefinition {
   ForgetUser: MethodDefinition<_automr_v1_ForgetUserRequest, _automr_v1_ForgetUserResponse, _automr_v1_ForgetUserRequest__Output, _automr_v1_ForgetUserResponse__Output>
   GetMemory: MethodDefinition<_automr_v1_GetMemoryRequest, _automr_v1_GetMemoryResponse, _automr_v1_GetMemoryRequest__Output, _automr_v1_GetMemoryResponse__Output>
-  Ingest: MethodDefinition<_automr_v1_IngestRequest, _automr_v1_IngestAck, _automr_v1_IngestRequest__Output, _automr_v1_IngestAck__Output>
+  Ingest: MethodDefinition<_automr_v1_IngestRequest, _automr_v1_IngestResponse, _automr_v1_IngestRequest__Output, _automr_v1_IngestResponse__Output>
   Recommend: MethodDefinition<_automr_v1_RecommendRequest, _automr_v1_RecommendResponse, _automr_v1_RecommendRequest__Output, _automr_v1_RecommendResponse__Output>
 }
