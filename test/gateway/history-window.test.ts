@@ -18,8 +18,7 @@ import {
   viewStart,
   type MemoryModel,
 } from '../../src/gateway/domain/memory.js';
-import type { ModelServer } from '../../src/gateway/domain/ports.js';
-import type { Bundle } from '../../src/gateway/bundle.js';
+import type { Catalog, ModelServer } from '../../src/gateway/domain/ports.js';
 import { DEFAULT_LIMITS } from '../../src/gateway/domain/validation.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { tempDir } from './helpers.js';
@@ -41,14 +40,16 @@ function stack(model: MemoryModel, dataDir: string) {
   };
   const store = new LmdbMemoryStore(dataDir);
   const encoder = new Encoder({ store, modelServer, model, batchSize: 8, logger: silentLogger() });
-  const bundle = {
+  const catalog: Catalog = {
+    topK: 10,
+    tokens: { pad: 0, bos: 1, unk: 2 },
     tokenOf: (item: string) => 10 + Number(item.slice(1)),
-    tokens: { unk: 2 },
-  } as unknown as Bundle;
+    itemOf: () => undefined,
+  };
   const ingest = new IngestService({
     store,
     encoder,
-    bundle,
+    catalog,
     limits: DEFAULT_LIMITS,
     maxHistory: model.maxHistory,
     historyContext: retainedEntries(model) - model.maxHistory,
@@ -67,7 +68,7 @@ void test('an element older than the history cap keeps its full-window vector', 
       item_id: `i${i}`,
       timestamp_ms: 1000 + i,
     });
-    assert.equal(ack.status, 'STATUS_ACCEPTED');
+    assert.equal(ack.status, 'ACCEPTED');
     await encoder.idle();
   }
   // A late event older than the newest maxHistory is kept only as window context: acked as not in the history.
