@@ -5,7 +5,15 @@ import importX from 'eslint-plugin-import-x';
 
 export default tseslint.config(
   {
-    ignores: ['dist/**', 'node_modules/**', 'src/generated/**', 'training/**', 'coverage/**', 'data/**', 'eslint.config.js'],
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'src/generated/**',
+      'training/**',
+      'coverage/**',
+      'data/**',
+      'eslint.config.js',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
@@ -33,6 +41,29 @@ export default tseslint.config(
     // Command-line entry points and benchmarks may print to the terminal.
     files: ['src/cli/**/*.ts', 'src/bench/**/*.ts', 'scripts/**/*.ts'],
     rules: { 'no-console': 'off' },
+  },
+  {
+    // The domain imports only shared code, the OpenTelemetry API and its own modules (ports included):
+    // infrastructure (grpc-js, stores, onnxruntime, the OTel SDK, the bundle loader) sits behind its ports.
+    files: ['src/gateway/domain/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(?!\\./[^/]+$|\\.\\./\\.\\./shared/[^/]+$|@opentelemetry/api$|node:events$)',
+              message:
+                'src/gateway/domain may import only ./*, ../../shared/*, @opentelemetry/api and node:events; reach infrastructure through a port (domain/ports.ts).',
+            },
+            {
+              regex: '^\\.\\./\\.\\./shared/(grpc-status|recommender-proto|proto)\\.js$',
+              message: 'the gRPC status mapper and proto loaders belong to the api layer, not the domain.',
+            },
+          ],
+        },
+      ],
+    },
   },
   {
     files: ['test/**/*.ts'],

@@ -4,8 +4,23 @@
  * run, because absolute numbers on a shared 2-core machine drift from run to run.
  */
 import type { LatencySummary } from './histogram.js';
-import type { StoreFloorFigure } from './store-floor.js';
-import type { RetrieverFigure } from './retriever-bench.js';
+
+export interface RetrieverFigure {
+  implementation: string;
+  elements: number;
+  d_model: number;
+  calls: number;
+  latency: LatencySummary;
+  p50_us: number;
+  p99_us: number;
+}
+
+export interface StoreFloorFigure {
+  outstanding: number;
+  eps: number;
+  ack_latency: LatencySummary;
+  cpu_ms_per_event: number;
+}
 
 export interface SweepPoint {
   concurrency: number;

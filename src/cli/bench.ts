@@ -6,9 +6,10 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ALL_SECTIONS, defaultOptions, runBench } from '../bench/run.js';
+import { ALL_SECTIONS, defaultOptions, runBench } from '../bench/runner.js';
 import { renderMarkdown } from '../bench/report.js';
 import { renderProfileSummary, summarizeProfileFile } from '../bench/profile-summary.js';
+import { runMain } from './exit-code.js';
 
 const HELP = `Usage: npm run bench -- [options]
   --quick                 short run (under five minutes)
@@ -106,12 +107,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -4,12 +4,8 @@
  * Options: --user <id> (default demo-<time>), --events <n> (default 40), --top-n <n> (10), --memory-k <k> (3).
  */
 import { parseArgs } from 'node:util';
-import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { loadRecommenderProto } from '../gateway/api/proto.js';
+import { isServiceError, RecommenderClient } from '../client/recommender-client.js';
 import { loadBundle } from '../gateway/bundle.js';
-import type { IngestResponse__Output } from '../generated/automr/v1/IngestResponse.js';
-import type { RecommendResponse__Output } from '../generated/automr/v1/RecommendResponse.js';
-import type { GetMemoryResponse__Output } from '../generated/automr/v1/GetMemoryResponse.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,8 +26,7 @@ const address = process.env.AUTOMR_ADDR ?? '127.0.0.1:50051';
 const bundle = await loadBundle(process.env.AUTOMR_BUNDLE ?? './bundle');
 const user = values.user ?? `demo-${Date.now()}`;
 const count = Number(values.events);
-const { grpc } = loadRecommenderProto();
-const client = new grpc.automr.v1.RecommenderService(address, credentials.createInsecure());
+const client = new RecommenderClient(address);
 
 // A synthetic user who mostly stays within a few neighbouring catalog rows, with occasional jumps.
 let seed = [...user].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) % 2 ** 31, 7);
@@ -51,20 +46,13 @@ const events = Array.from({ length: count }, (_, i) => {
   };
 });
 
-const fail = (what: string, error: ServiceError) => {
-  console.error(`${what} failed: ${error.details || error.message} (is the gateway running at ${address}?)`);
+const fail = (what: string) => (error: unknown) => {
+  const message = isServiceError(error) ? error.details || error.message : String(error);
+  console.error(`${what} failed: ${message} (is the gateway running at ${address}?)`);
   process.exit(1);
 };
 
-const acks = await new Promise<IngestResponse__Output[]>((resolve) => {
-  const got: IngestResponse__Output[] = [];
-  const call = client.Ingest();
-  call.on('data', (a: IngestResponse__Output) => got.push(a));
-  call.on('error', (e: ServiceError) => fail('Ingest', e));
-  call.on('end', () => resolve(got));
-  for (const e of events) call.write(e);
-  call.end();
-});
+const acks = await client.ingest(events).catch(fail('Ingest'));
 const counts = acks.reduce<Record<string, number>>(
   (acc, a) => ({ ...acc, [a.status]: (acc[a.status] ?? 0) + 1 }),
   {},
@@ -73,46 +61,32 @@ console.log(`ingested ${events.length} events for ${user} at ${address}: ${JSON.
 
 // Give the encoder a moment to encode the new memory elements (Recommend uses what is encoded).
 for (let i = 0; i < 50; i++) {
-  const mem = await new Promise<GetMemoryResponse__Output>((resolve) =>
-    client.GetMemory({ user_id: user }, (e, r) =>
-      e ? fail('GetMemory', e) : resolve(r as GetMemoryResponse__Output),
-    ),
-  );
-  if (mem.entries.every((e) => e.encoded)) break;
+  const entries = await client.getMemory(user).catch(fail('GetMemory'));
+  if (entries.every((e) => e.encoded)) break;
   await new Promise((r) => setTimeout(r, 100));
 }
 
 console.log('recommendations:');
-await new Promise<void>((resolve) => {
-  const call = client.Recommend({
-    user_id: user,
-    top_n: Number(values['top-n']),
-    memory_k: Number(values['memory-k']),
-  });
-  call.on('data', (msg: RecommendResponse__Output) => {
-    for (const it of msg.items?.items ?? [])
-      console.log(`  #${it.rank}  ${it.item_id}  ${it.title}  (${it.score.toFixed(3)})`);
-    const s = msg.summary;
-    if (s) {
-      console.log(
-        `retrieved memories (model ${s.model_version}, memory ${s.memory_size} of history ${s.history_size}):`,
-      );
-      for (const m of s.retrieved) {
-        const title = bundle.catalog.find((c) => c.itemId === m.item_id)?.title ?? '?';
-        console.log(
-          `  ${m.item_id}  ${title}  at ${new Date(m.timestamp_ms).toISOString()}  score ${m.score.toFixed(3)}`,
-        );
-      }
-      const t = s.timings;
-      if (t)
-        console.log(
-          `timings ms: read ${t.memory_read_ms.toFixed(2)}, encode ${t.encode_ms.toFixed(2)}, retrieve ${t.retrieve_ms.toFixed(2)}, infer ${t.infer_ms.toFixed(2)}, total ${t.total_ms.toFixed(2)}`,
-        );
-      if (s.encoding_lagging)
-        console.log(`note: ${s.pending_encodings} memory elements were still being encoded`);
-    }
-  });
-  call.on('error', (e: ServiceError) => fail('Recommend', e));
-  call.on('end', () => resolve());
-});
+const { items, summary: s } = await client
+  .recommend({ user_id: user, top_n: Number(values['top-n']), memory_k: Number(values['memory-k']) })
+  .catch(fail('Recommend'));
+for (const it of items) console.log(`  #${it.rank}  ${it.item_id}  ${it.title}  (${it.score.toFixed(3)})`);
+if (s) {
+  console.log(
+    `retrieved memories (model ${s.model_version}, memory ${s.memory_size} of history ${s.history_size}):`,
+  );
+  for (const m of s.retrieved) {
+    const title = bundle.catalog.find((c) => c.itemId === m.item_id)?.title ?? '?';
+    console.log(
+      `  ${m.item_id}  ${title}  at ${new Date(m.timestamp_ms).toISOString()}  score ${m.score.toFixed(3)}`,
+    );
+  }
+  const t = s.timings;
+  if (t)
+    console.log(
+      `timings ms: read ${t.memory_read_ms.toFixed(2)}, encode ${t.encode_ms.toFixed(2)}, retrieve ${t.retrieve_ms.toFixed(2)}, infer ${t.infer_ms.toFixed(2)}, total ${t.total_ms.toFixed(2)}`,
+    );
+  if (s.encoding_lagging)
+    console.log(`note: ${s.pending_encodings} memory elements were still being encoded`);
+}
 client.close();

@@ -7,6 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { renderReplay, runReplay } from '../replay/replay.js';
+import { runMain } from './exit-code.js';
 
 const HELP = `Usage: npm run replay -- --dataset DIR --bundle DIR --targets FILE [options]
   --dataset DIR       the dataset folder the pipeline evaluated (e.g. /work/shared/data/ml-100k)
@@ -70,12 +71,4 @@ async function main(): Promise<number> {
   return report.parity ? 0 : 1;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from '../shared/errors.js';
+import type { Catalog, CatalogItem } from './domain/ports.js';
 
 const manifestSchema = z.object({
   format: z.literal(1),
@@ -26,13 +27,10 @@ const manifestSchema = z.object({
 
 export type Manifest = z.infer<typeof manifestSchema>;
 
-export interface CatalogItem {
-  itemId: string;
-  token: number;
-  title: string;
-}
+export type { CatalogItem };
 
-export interface Bundle {
+/** A loaded bundle: the domain's Catalog port plus what the adapters and start-up need. */
+export interface Bundle extends Catalog {
   dir: string;
   manifest: Manifest;
   modelVersion: string;
@@ -41,11 +39,6 @@ export interface Bundle {
   dModel: number;
   window: number;
   maxMemory: number;
-  topK: number;
-  tokens: { pad: number; bos: number; unk: number };
-  /** Item token for an external id, or undefined for an item outside the catalog. */
-  tokenOf(itemId: string): number | undefined;
-  itemOf(token: number): CatalogItem | undefined;
   catalog: CatalogItem[];
 }
 

@@ -7,13 +7,13 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { AppError, toAppError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/logger.js';
-import { createGatewayMetrics } from '../telemetry/metrics.js';
+import { createGatewayMetrics } from '../shared/metrics.js';
 import { LmdbMemoryStore } from './adapters/lmdb-store.js';
 import { OnnxRetriever } from './adapters/onnx-retriever.js';
 import { RedisMemoryStore } from './adapters/redis-store.js';
 import { TritonModelServer } from './adapters/triton-model-server.js';
 import { createHandlers } from './api/handlers.js';
-import { loadRecommenderProto, SERVICE_NAME } from './api/proto.js';
+import { loadRecommenderProto, SERVICE_NAME } from '../shared/recommender-proto.js';
 import { loadBundle, type Bundle } from './bundle.js';
 import type { GatewayConfig } from './config.js';
 import { Encoder } from './domain/encoder.js';
@@ -82,7 +82,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   const ingest = new IngestService({
     store,
     encoder,
-    bundle,
+    catalog: bundle,
     limits,
     maxHistory: config.maxHistory,
     historyContext: retainedEntries(model) - model.maxHistory,
@@ -93,7 +93,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     modelServer,
     retriever,
     encoder,
-    bundle,
+    catalog: bundle,
     model,
     limits,
     defaultMemoryK: Math.min(config.memoryK, bundle.maxMemory),

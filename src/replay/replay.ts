@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { AutoMrClient, type IngestEvent, type RecommendResult } from '../bench/automr-client.js';
+import { RecommenderClient, type IngestEvent, type RecommendResult } from '../client/recommender-client.js';
 import { ServerHost } from '../bench/servers.js';
 import { loadDataset } from './dataset.js';
 import {
@@ -168,7 +168,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       hosts.push(gateway);
       address = gateway.address;
     }
-    const client = new AutoMrClient(address, 60_000);
+    const client = new RecommenderClient(address, { deadlineMs: 60_000 });
     await client.waitForReady();
     log(`replaying ${users.length} users, ${targets.samples.length} targets against ${address}`);
 
@@ -182,13 +182,13 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
 
     const recommendEncoded = async (userId: string): Promise<RecommendResult> => {
       const deadline = Date.now() + options.encodingWaitMs;
-      let result = await client.recommend(userId, topN, options.memoryK);
-      if ((result.summary?.pendingEncodings ?? 0) > 0) waited += 1;
-      while ((result.summary?.pendingEncodings ?? 0) > 0 && Date.now() < deadline) {
+      let result = await client.recommend({ user_id: userId, top_n: topN, memory_k: options.memoryK });
+      if ((result.summary?.pending_encodings ?? 0) > 0) waited += 1;
+      while ((result.summary?.pending_encodings ?? 0) > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20));
-        result = await client.recommend(userId, topN, options.memoryK);
+        result = await client.recommend({ user_id: userId, top_n: topN, memory_k: options.memoryK });
       }
-      if ((result.summary?.pendingEncodings ?? 0) > 0) lagging += 1;
+      if ((result.summary?.pending_encodings ?? 0) > 0) lagging += 1;
       return result;
     };
 
@@ -205,24 +205,24 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
           const itemId = items[p] ?? '';
           if (!catalog.has(itemId)) unknownItems += 1;
           events.push({
-            eventId: `${user}:${p}`,
-            userId: servedUser,
-            itemId,
-            timestampMs: (times[p] ?? 0) * 1000,
+            event_id: `${user}:${p}`,
+            user_id: servedUser,
+            item_id: itemId,
+            timestamp_ms: (times[p] ?? 0) * 1000,
           });
         }
         const acks = await client.ingest(events);
         const bad = acks.find((a) => a.status !== 'STATUS_ACCEPTED');
         if (bad !== undefined)
-          throw new Error(`ingest of ${bad.eventId} answered ${bad.status}: ${bad.message ?? ''}`);
+          throw new Error(`ingest of ${bad.event_id} answered ${bad.status}: ${bad.message}`);
         eventsIngested += events.length;
         ingested = sample.pos;
         const result = await recommendEncoded(servedUser);
-        modelVersion ??= result.summary?.modelVersion ?? null;
+        modelVersion ??= result.summary?.model_version ?? null;
         servedRank.set(
           sample,
           rankIn(
-            result.items.map((i) => i.itemId),
+            result.items.map((i) => i.item_id),
             sample.target_item_id,
           ),
         );

@@ -44,14 +44,6 @@ export class AppError extends Error {
 export const invalidArgument = (message: string, details?: Record<string, unknown>): AppError =>
   new AppError('INVALID_ARGUMENT', message, { details });
 
-export const notFound = (message: string): AppError => new AppError('NOT_FOUND', message);
-
-export const unavailable = (message: string, cause?: unknown): AppError =>
-  new AppError('UNAVAILABLE', message, { cause, retryable: true });
-
-export const internal = (message: string, cause?: unknown): AppError =>
-  new AppError('INTERNAL', message, { cause });
-
 /** Converts anything thrown into an AppError; unknown failures become INTERNAL with a generic message. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -59,7 +51,7 @@ export function toAppError(error: unknown): AppError {
   return new AppError('INTERNAL', 'internal error', { cause: error });
 }
 
-export function isAbortError(error: unknown): boolean {
+function isAbortError(error: unknown): boolean {
   return error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
 }
 

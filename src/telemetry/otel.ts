@@ -3,23 +3,13 @@
  * propagator, trace exporters from the standard OTEL_* variables (none unless OTEL_TRACES_EXPORTER is set),
  * and Prometheus metrics on a port of their own. Tests pass their own span processors (InMemorySpanExporter).
  */
-import {
-  context,
-  propagation,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-  type Attributes,
-  type Context,
-  type Span,
-} from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import { AppError, toAppError } from '../shared/errors.js';
+import { AppError } from '../shared/errors.js';
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -73,38 +63,3 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
     shutdown: () => sdk.shutdown(),
   };
 }
-
-export const tracer = () => trace.getTracer('automr-gateway');
-
-/** Runs `fn` in a child span of the active context; records errors and ends the span. */
-export async function inSpan<T>(
-  name: string,
-  fn: (span: Span) => Promise<T>,
-  options: { kind?: SpanKind; attributes?: Attributes; parent?: Context } = {},
-): Promise<T> {
-  const parent = options.parent ?? context.active();
-  return tracer().startActiveSpan(
-    name,
-    { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes ?? {} },
-    parent,
-    async (span) => {
-      try {
-        return await fn(span);
-      } catch (error) {
-        const appError = toAppError(error);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: appError.message });
-        span.setAttribute('error.code', appError.code);
-        throw error;
-      } finally {
-        span.end();
-      }
-    },
-  );
-}
-
-/** Extracts a W3C trace context from incoming request headers (gRPC metadata as a plain map). */
-export function extractContext(headers: Record<string, string>): Context {
-  return propagation.extract(context.active(), headers);
-}
-
-export { SpanKind };

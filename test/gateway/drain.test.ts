@@ -49,7 +49,7 @@ void test('SIGTERM drains: NOT_SERVING, in-flight stream completes, exit 0', asy
 
     const c = client(gw.address);
     const acks: IngestResponse__Output[] = [];
-    const call = c.Ingest();
+    const call = c.ingestStream();
     const done = new Promise<string>((resolve) => {
       call.on('data', (a: IngestResponse__Output) => acks.push(a));
       call.on('end', () => resolve('end'));

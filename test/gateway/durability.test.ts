@@ -25,7 +25,7 @@ void test('every event acked before kill -9 is in the embedded store after resta
     health.close();
     const killAfter = 150;
     await new Promise<void>((resolve) => {
-      const call = c.Ingest();
+      const call = c.ingestStream();
       call.on('data', (ack: IngestResponse__Output) => {
         assert.equal(ack.status, 'STATUS_ACCEPTED');
         acked.push(ack.event_id);

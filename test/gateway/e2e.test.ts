@@ -18,9 +18,7 @@ import type { RunningModelServer } from '../../src/model-server/server.js';
 import { defaultConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import type { RecommenderServiceClient } from '../../src/generated/automr/v1/RecommenderService.js';
-import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
-import type { ForgetUserResponse__Output } from '../../src/generated/automr/v1/ForgetUserResponse.js';
+import type { RecommenderClient } from '../../src/client/recommender-client.js';
 import {
   BUNDLE_DIR,
   client,
@@ -31,14 +29,13 @@ import {
   REPO,
   startStack,
   type Stack,
-  unary,
   waitFor,
 } from './helpers.js';
 
 let stack: Stack;
 let modelServer: RunningModelServer;
 let gateway: RunningGateway;
-let c: RecommenderServiceClient;
+let c: RecommenderClient;
 
 before(async () => {
   stack = await startStack('automr-e2e-', { encodeWaitMs: 20_000 });
@@ -47,10 +44,8 @@ before(async () => {
 
 after(() => stack.close());
 
-const getMemory = (userId: string) =>
-  unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), { user_id: userId });
-const forget = (userId: string) =>
-  unary<{ user_id: string }, ForgetUserResponse__Output>(c.ForgetUser.bind(c), { user_id: userId });
+const getMemory = (userId: string) => c.getMemory(userId);
+const forget = (userId: string) => c.forgetUser(userId);
 
 void test('the Done-when client scenario', async () => {
   const health = healthClient(gateway.address);
@@ -113,10 +108,10 @@ void test('the Done-when client scenario', async () => {
   assert.ok(summary.timings!.total_ms > 0);
 
   const memory = await getMemory(user);
-  assert.equal(memory.entries.length, 40);
-  assert.ok(memory.entries.every((e) => e.encoded));
+  assert.equal(memory.length, 40);
+  assert.ok(memory.every((e) => e.encoded));
   assert.deepEqual(
-    memory.entries.map((e) => e.event_id),
+    memory.map((e) => e.event_id),
     events.map((e) => e.event_id),
   );
 
@@ -138,9 +133,8 @@ void test('the Done-when client scenario', async () => {
   assert.match(byId.get('bad-1')!.message, /user_id must not be empty/);
   assert.equal(byId.get('ev-after-bad')?.status, 'STATUS_ACCEPTED');
 
-  const removed = await forget(user);
-  assert.equal(removed.removed, 41);
-  assert.deepEqual((await getMemory(user)).entries, []);
+  assert.equal(await forget(user), 41);
+  assert.deepEqual(await getMemory(user), []);
 });
 
 void test('bad inputs get INVALID_ARGUMENT or REJECTED with a clear message, never a crash', async () => {
@@ -171,7 +165,7 @@ void test('bad inputs get INVALID_ARGUMENT or REJECTED with a clear message, nev
   assert.equal(unk.unknown_item, true);
   assert.match(unk.message, /not in the catalog/);
   const mem = await getMemory('u-unk');
-  assert.equal(mem.entries[0]?.unknown_item, true);
+  assert.equal(mem[0]?.unknown_item, true);
   assert.equal(
     (await recommend(c, 'u-unk', 5)).items.length,
     5,
@@ -220,21 +214,17 @@ void test('the same flow over the Redis store (several gateways share it)', asyn
     const [a, b] = await Promise.all([ingest(c1, events.slice(0, 20)), ingest(c2, events.slice(20))]);
     assert.ok([...a.acks, ...b.acks].every((x) => x.status === 'STATUS_ACCEPTED'));
     assert.equal((await ingest(c2, [events[3]!])).acks[0]?.status, 'STATUS_DUPLICATE');
-    const mem = () =>
-      unary<{ user_id: string }, GetMemoryResponse__Output>(c2.GetMemory.bind(c2), { user_id: 'redis-user' });
-    await waitFor(async () => (await mem()).entries.every((e) => e.encoded), 20_000, 'encoding in Redis');
+    const mem = () => c2.getMemory('redis-user');
+    await waitFor(async () => (await mem()).every((e) => e.encoded), 20_000, 'encoding in Redis');
     assert.deepEqual(
-      (await mem()).entries.map((e) => e.event_id),
+      (await mem()).map((e) => e.event_id),
       events.map((e) => e.event_id),
     );
     const rec = await recommend(c1, 'redis-user', 10, 2);
     assert.equal(rec.items.length, 10);
     assert.equal(rec.summary?.retrieved.length, 2);
-    const removed = await unary<{ user_id: string }, ForgetUserResponse__Output>(c1.ForgetUser.bind(c1), {
-      user_id: 'redis-user',
-    });
-    assert.equal(removed.removed, 40);
-    assert.deepEqual((await mem()).entries, []);
+    assert.equal(await c1.forgetUser('redis-user'), 40);
+    assert.deepEqual(await mem(), []);
   } finally {
     c1.close();
     c2.close();

@@ -4,17 +4,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { credentials, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import { loadRecommenderProto } from '../../src/gateway/api/proto.js';
+import {
+  RecommenderClient,
+  type RecommendResult as ClientResult,
+} from '../../src/client/recommender-client.js';
+import { loadRecommenderProto } from '../../src/shared/recommender-proto.js';
 import { defaultConfig, type GatewayConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import type { RecommenderServiceClient } from '../../src/generated/automr/v1/RecommenderService.js';
 import type { IngestResponse__Output } from '../../src/generated/automr/v1/IngestResponse.js';
 import type { IngestRequest } from '../../src/generated/automr/v1/IngestRequest.js';
-import type { RecommendResponse__Output } from '../../src/generated/automr/v1/RecommendResponse.js';
-import type { RankedItem__Output } from '../../src/generated/automr/v1/RankedItem.js';
-import type { RecommendSummary__Output } from '../../src/generated/automr/v1/RecommendSummary.js';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 export const BUNDLE_DIR = path.join(REPO, 'bundle');
@@ -28,7 +28,7 @@ export function tempDir(prefix: string): string {
 export interface Stack {
   modelServer: RunningModelServer;
   gateway: RunningGateway;
-  client: RecommenderServiceClient;
+  client: RecommenderClient;
   dataDir: string;
   close(): Promise<void>;
 }
@@ -66,19 +66,18 @@ export async function startStack(prefix: string, overrides: Partial<GatewayConfi
   };
 }
 
-export function client(address: string): RecommenderServiceClient {
-  const { grpc } = loadRecommenderProto();
-  return new grpc.automr.v1.RecommenderService(address, credentials.createInsecure());
+export function client(address: string): RecommenderClient {
+  return new RecommenderClient(address);
 }
 
-/** Sends events on one Ingest stream and collects one ack per event; `hold` keeps the stream open at the end. */
+/** Sends events on one Ingest stream and collects one ack per event, or the error that ended the stream. */
 export function ingest(
-  c: RecommenderServiceClient,
+  c: RecommenderClient,
   events: IngestRequest[],
 ): Promise<{ acks: IngestResponse__Output[]; error?: ServiceError }> {
   return new Promise((resolve) => {
     const acks: IngestResponse__Output[] = [];
-    const call = c.Ingest();
+    const call = c.ingestStream();
     call.on('data', (ack: IngestResponse__Output) => acks.push(ack));
     call.on('error', (error: ServiceError) => resolve({ acks, error }));
     call.on('end', () => resolve({ acks }));
@@ -87,41 +86,20 @@ export function ingest(
   });
 }
 
-export interface RecommendResult {
-  items: RankedItem__Output[];
-  batches: number;
-  summary?: RecommendSummary__Output;
-  error?: ServiceError;
-}
+/** The client's Recommend result, or the error that ended the call (so tests can assert on either). */
+export type RecommendResult = Partial<ClientResult> & { items: ClientResult['items']; error?: ServiceError };
 
-export function recommend(
-  c: RecommenderServiceClient,
+export async function recommend(
+  c: RecommenderClient,
   userId: string,
   topN: number,
   memoryK = 0,
 ): Promise<RecommendResult> {
-  return new Promise((resolve) => {
-    const out: RecommendResult = { items: [], batches: 0 };
-    const call = c.Recommend({ user_id: userId, top_n: topN, memory_k: memoryK });
-    call.on('data', (msg: RecommendResponse__Output) => {
-      if (msg.items) {
-        out.batches++;
-        out.items.push(...msg.items.items);
-      }
-      if (msg.summary) out.summary = msg.summary;
-    });
-    call.on('error', (error: ServiceError) => resolve({ ...out, error }));
-    call.on('end', () => resolve(out));
-  });
-}
-
-export function unary<Req, Res>(
-  fn: (req: Req, cb: (e: ServiceError | null, r?: Res) => void) => unknown,
-  req: Req,
-): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    fn(req, (error, res) => (error ? reject(error) : resolve(res as Res)));
-  });
+  try {
+    return await c.recommend({ user_id: userId, top_n: topN, memory_k: memoryK });
+  } catch (error) {
+    return { items: [], error: error as ServiceError };
+  }
 }
 
 export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {

@@ -13,10 +13,9 @@ import { loadBundle } from '../../src/gateway/bundle.js';
 import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
 import { TritonModelServer } from '../../src/gateway/adapters/triton-model-server.js';
 import { encKeyOf, windowTokens } from '../../src/gateway/domain/memory.js';
-import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { AppError } from '../../src/shared/errors.js';
-import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, unary, waitFor } from './helpers.js';
+import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, waitFor } from './helpers.js';
 
 let modelServer: RunningModelServer;
 let dataDir: string;
@@ -91,11 +90,10 @@ void test('a bundle change re-encodes stale elements in the background and never
     { logger: silentLogger(), store, modelServer: gated, bundle: bundle2 },
   );
   const c2 = client(gw2.address);
-  const getMemory = () =>
-    unary<{ user_id: string }, GetMemoryResponse__Output>(c2.GetMemory.bind(c2), { user_id: user });
+  const getMemory = () => c2.getMemory(user);
   try {
     assert.ok(
-      (await getMemory()).entries.every((e) => !e.encoded),
+      (await getMemory()).every((e) => !e.encoded),
       'v1 encodings do not count as encoded for v2',
     );
     const lagging = await recommend(c2, user, 10, 2);
@@ -108,7 +106,7 @@ void test('a bundle change re-encodes stale elements in the background and never
     assert.equal(lagging.summary?.model_version, 'test-version-2');
 
     release();
-    await waitFor(async () => (await getMemory()).entries.every((e) => e.encoded), 10_000, 'v2 re-encoding');
+    await waitFor(async () => (await getMemory()).every((e) => e.encoded), 10_000, 'v2 re-encoding');
     const entries = await store.read(user);
     entries.forEach((e, i) =>
       assert.equal(e.encKey, encKeyOf('test-version-2', windowTokens(entries, i, bundle2.window))),
@@ -126,11 +124,7 @@ void test('a bundle change re-encodes stale elements in the background and never
       timestamp_ms: 1_700_000_000_000 + 55,
     };
     assert.equal((await ingest(c2, [late])).acks[0]?.status, 'STATUS_ACCEPTED');
-    await waitFor(
-      async () => (await getMemory()).entries.every((e) => e.encoded),
-      10_000,
-      'late-event re-encoding',
-    );
+    await waitFor(async () => (await getMemory()).every((e) => e.encoded), 10_000, 'late-event re-encoding');
     const after = await store.read(user);
     assert.equal(after[6]?.eventId, 'late');
     after.forEach((e, i) =>
@@ -176,15 +170,10 @@ void test('encoding failures are retried and never lose an event', async () => {
       acks.length === 12 && acks.every((a) => a.status === 'STATUS_ACCEPTED'),
       'acks do not wait for encoding',
     );
-    const mem = () =>
-      unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), { user_id: 'flaky-user' });
-    await waitFor(
-      async () => (await mem()).entries.every((e) => e.encoded),
-      15_000,
-      'encoding after retries',
-    );
+    const mem = () => c.getMemory('flaky-user');
+    await waitFor(async () => (await mem()).every((e) => e.encoded), 15_000, 'encoding after retries');
     assert.equal(failures, 3);
-    assert.equal((await mem()).entries.length, 12);
+    assert.equal((await mem()).length, 12);
   } finally {
     c.close();
     await gw.close();

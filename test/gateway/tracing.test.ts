@@ -6,14 +6,14 @@ import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@o
 import { SpanKind } from '@opentelemetry/api';
 import { startTelemetry, type Telemetry } from '../../src/telemetry/otel.js';
 import type { RunningGateway } from '../../src/gateway/server.js';
-import type { RecommenderServiceClient } from '../../src/generated/automr/v1/RecommenderService.js';
+import type { RecommenderClient } from '../../src/client/recommender-client.js';
 import { ingest, recommend, startStack, waitFor, type Stack } from './helpers.js';
 
 const exporter = new InMemorySpanExporter();
 let telemetry: Telemetry;
 let stack: Stack;
 let gateway: RunningGateway;
-let c: RecommenderServiceClient;
+let c: RecommenderClient;
 let metricsPort: number;
 
 before(async () => {

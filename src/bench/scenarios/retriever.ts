@@ -7,18 +7,10 @@ import { performance } from 'node:perf_hooks';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { OnnxRetriever } from '../gateway/adapters/onnx-retriever.js';
-import { createHistogram, recordMs, summarize, type LatencySummary } from './histogram.js';
-
-export interface RetrieverFigure {
-  implementation: string;
-  elements: number;
-  d_model: number;
-  calls: number;
-  latency: LatencySummary;
-  p50_us: number;
-  p99_us: number;
-}
+import { OnnxRetriever } from '../../gateway/adapters/onnx-retriever.js';
+import { createHistogram, recordMs, summarize, type LatencySummary } from '../histogram.js';
+import type { RetrieverFigure } from '../report.js';
+import type { BenchContext } from './context.js';
 
 async function timeCalls(
   call: () => Promise<unknown>,
@@ -91,4 +83,19 @@ export async function benchRetriever(
     figure('gateway OnnxRetriever.score (as served)', elements, d, asServed),
     figure('bare onnxruntime session.run, tensors reused', elements, d, bare),
   ];
+}
+
+export async function benchRetrieverSection(ctx: BenchContext): Promise<void> {
+  const figures = await benchRetriever(ctx.options.bundleDir, 90, ctx.options.quick ? 2_000 : 5_000);
+  const { report } = ctx;
+  report.retriever = figures;
+  const served = figures[0];
+  if (served !== undefined) {
+    report.retriever_p50_us = served.p50_us;
+    report.retriever_p99_us = served.p99_us;
+  }
+  for (const f of figures)
+    ctx.log(
+      `retriever, ${f.implementation} (90 elements): p50 ${f.p50_us} us, p99 ${f.p99_us} us over ${f.calls} calls`,
+    );
 }

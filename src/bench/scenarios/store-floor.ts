@@ -9,14 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { open } from 'lmdb';
-import { createHistogram, recordMs, summarize, type LatencySummary } from './histogram.js';
-
-export interface StoreFloorFigure {
-  outstanding: number;
-  eps: number;
-  ack_latency: LatencySummary;
-  cpu_ms_per_event: number;
-}
+import { createHistogram, recordMs, summarize } from '../histogram.js';
+import type { StoreFloorFigure } from '../report.js';
+import type { BenchContext } from './context.js';
 
 export async function benchStoreFloor(
   outstanding: number,
@@ -62,4 +57,17 @@ export async function benchStoreFloor(
     await db.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+export async function benchStoreFloorSection(ctx: BenchContext): Promise<void> {
+  const { options } = ctx;
+  const floor = await benchStoreFloor(
+    options.ingestStreams * options.ingestWindow,
+    options.quick ? 2_000 : 10_000,
+    options.durationMs,
+  );
+  ctx.report.store_floor = floor;
+  ctx.log(
+    `store floor (lmdb alone, ${floor.outstanding} outstanding): ${floor.eps} events/s, ack p99 ${floor.ack_latency.p99_ms} ms`,
+  );
 }

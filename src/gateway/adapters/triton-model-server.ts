@@ -1,7 +1,7 @@
 /** ModelServer port over the Triton client: llm_lower for encodings, one automr_recommend call per Recommend. */
 import { SpanKind } from '@opentelemetry/api';
 import { AppError } from '../../shared/errors.js';
-import { inSpan } from '../../telemetry/otel.js';
+import { inSpan } from '../../shared/tracing.js';
 import type { Logger } from '../../shared/logger.js';
 import { TritonClient } from '../../triton/client.js';
 import type { Tensor } from '../../triton/tensor.js';

@@ -13,8 +13,8 @@ import type {
 import { AppError, toAppError } from '../../shared/errors.js';
 import { toGrpcStatus, toServiceError } from '../../shared/grpc-status.js';
 import type { Logger } from '../../shared/logger.js';
-import { extractContext, tracer } from '../../telemetry/otel.js';
-import type { GatewayMetrics } from '../../telemetry/metrics.js';
+import { extractContext, tracer, tracingActive } from '../../shared/tracing.js';
+import type { GatewayMetrics } from '../../shared/metrics.js';
 import type { RecommenderServiceHandlers } from '../../generated/automr/v1/RecommenderService.js';
 import type { IngestRequest__Output } from '../../generated/automr/v1/IngestRequest.js';
 import type { IngestResponse } from '../../generated/automr/v1/IngestResponse.js';
@@ -26,7 +26,6 @@ import type { ForgetUserRequest__Output } from '../../generated/automr/v1/Forget
 import type { ForgetUserResponse } from '../../generated/automr/v1/ForgetUserResponse.js';
 import type { IngestService } from '../domain/ingest.js';
 import type { RecommendService } from '../domain/recommend.js';
-import { tracingActive } from '../domain/tracing.js';
 
 /** Most events of one stream being stored at once; beyond it the stream is paused (back-pressure). */
 const INGEST_WINDOW = 1024;

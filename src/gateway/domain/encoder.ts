@@ -11,11 +11,10 @@ import { setMaxListeners } from 'node:events';
 import { context, type Context, type Span } from '@opentelemetry/api';
 import { toAppError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import { inSpan } from '../../telemetry/otel.js';
-import type { GatewayMetrics } from '../../telemetry/metrics.js';
+import { inSpan, tracingActive } from '../../shared/tracing.js';
+import type { GatewayMetrics } from '../../shared/metrics.js';
 import { staleElements, type MemoryModel } from './memory.js';
 import type { MemoryStore, ModelServer } from './ports.js';
-import { tracingActive } from './tracing.js';
 
 interface Pending {
   prompt: number[];
@@ -32,9 +31,6 @@ export interface EncoderOptions {
   metrics?: GatewayMetrics;
   retryBaseMs?: number;
   retryMaxMs?: number;
-  /** Delay before a user's encoding pass starts, so that a burst of one user's events is one pass (ms; default 0:
-   * start at once, since a timer per user and event costs more than it merges when users interleave). */
-  debounceMs?: number;
 }
 
 export class Encoder {
@@ -52,9 +48,6 @@ export class Encoder {
   private readonly waiters = new Map<string, (() => void)[]>();
   private stopped = false;
   private readonly abort = new AbortController();
-
-  /** Users whose next pass waits for the debounce delay (a burst of events becomes one pass). */
-  private readonly debounced = new Map<string, () => void>();
 
   constructor(private readonly o: EncoderOptions) {
     // Every in-flight model-server call listens on this one signal (and removes its listener when done).
@@ -112,27 +105,11 @@ export class Encoder {
         ? undefined
         : Math.min(sinceTimestampMs, prior?.since ?? sinceTimestampMs);
     this.dirty.set(userId, { ctx: context.active(), since });
-    if (this.running.has(userId) || this.debounced.has(userId)) return;
-    // Without `debounceMs` the pass starts at once: events of the user that arrive while it runs are picked up by
-    // one more pass (so a burst costs two passes). Measured with events of many users interleaved, a per-user
-    // timer (2 ms) or setImmediate cost more CPU per event than it merged; `debounceMs` suits bursty users.
-    const delay = this.o.debounceMs ?? 0;
-    if (delay <= 0) return this.start(userId);
-    const fire = () => {
-      this.debounced.delete(userId);
-      if (!this.running.has(userId) && !this.stopped) this.start(userId);
-    };
-    const timer = setTimeout(fire, delay);
-    this.debounced.set(userId, () => clearTimeout(timer));
-  }
-
-  /** Starts a user's debounced pass now (someone is waiting for it). */
-  private startNow(userId: string): void {
-    const cancel = this.debounced.get(userId);
-    if (cancel === undefined) return;
-    cancel();
-    this.debounced.delete(userId);
-    if (!this.running.has(userId) && !this.stopped) this.start(userId);
+    if (this.running.has(userId)) return;
+    // The pass starts at once: events of the user that arrive while it runs are picked up by one more pass (so a
+    // burst costs two passes). Measured with events of many users interleaved, delaying the start per user (a
+    // 2 ms timer or setImmediate) cost more CPU per event than it merged, so there is no debounce.
+    this.start(userId);
   }
 
   private start(userId: string): void {
@@ -208,7 +185,6 @@ export class Encoder {
       if (this.stopped) break;
       users++;
       this.schedule(userId);
-      this.startNow(userId);
       const job = this.running.get(userId);
       if (job !== undefined) {
         inFlight.add(job);
@@ -233,10 +209,7 @@ export class Encoder {
       list.push(resolve);
       this.waiters.set(userId, list);
     });
-    if (!this.retryTimers.has(userId)) {
-      this.schedule(userId);
-      this.startNow(userId);
-    }
+    if (!this.retryTimers.has(userId)) this.schedule(userId);
     await Promise.race([passed, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
   }
@@ -248,7 +221,6 @@ export class Encoder {
 
   /** Resolves when no job is running and none is queued (retries pending excluded). */
   async idle(): Promise<void> {
-    for (const userId of [...this.debounced.keys()]) this.startNow(userId);
     while (this.running.size > 0) await Promise.all([...this.running.values()]);
   }
 
@@ -256,7 +228,6 @@ export class Encoder {
   async stop(timeoutMs: number): Promise<void> {
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
     this.retryTimers.clear();
-    for (const userId of [...this.debounced.keys()]) this.startNow(userId);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.idle(),

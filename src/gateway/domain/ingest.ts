@@ -5,12 +5,10 @@
  */
 import { AppError } from '../../shared/errors.js';
 import type { Span } from '@opentelemetry/api';
-import { inSpan } from '../../telemetry/otel.js';
-import type { GatewayMetrics } from '../../telemetry/metrics.js';
-import type { Bundle } from '../bundle.js';
+import { inSpan, tracingActive } from '../../shared/tracing.js';
+import type { GatewayMetrics } from '../../shared/metrics.js';
 import type { Encoder } from './encoder.js';
-import type { MemoryStore } from './ports.js';
-import { tracingActive } from './tracing.js';
+import type { Catalog, MemoryStore } from './ports.js';
 import { validateId, validateTimestamp, type Limits } from './validation.js';
 
 export interface IngestInput {
@@ -32,7 +30,7 @@ export interface Ack {
 export interface IngestDeps {
   store: MemoryStore;
   encoder: Encoder;
-  bundle: Bundle;
+  catalog: Catalog;
   limits: Limits;
   maxHistory: number;
   /** Raw entries kept before the history view as window context of its oldest element (window - 1). */
@@ -75,8 +73,8 @@ export class IngestService {
       throw error;
     }
     span?.setAttribute('automr.user_id', userId);
-    const known = this.d.bundle.tokenOf(itemId);
-    const token = known ?? this.d.bundle.tokens.unk;
+    const known = this.d.catalog.tokenOf(itemId);
+    const token = known ?? this.d.catalog.tokens.unk;
     const started = performance.now();
     const append = () =>
       this.d.store.append(

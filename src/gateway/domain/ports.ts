@@ -1,5 +1,23 @@
 /** Ports of the gateway domain: small interfaces that the adapters (lmdb, Redis, Triton, onnxruntime) implement. */
 
+/** One catalog item: its external id, its vocabulary token and a title for display. */
+export interface CatalogItem {
+  itemId: string;
+  token: number;
+  title: string;
+}
+
+/** The served bundle's catalog and vocabulary as the domain sees them (the bundle loader implements it). */
+export interface Catalog {
+  /** Most items one Recommend may return (the ranking graph's top-k). */
+  readonly topK: number;
+  readonly tokens: { pad: number; bos: number; unk: number };
+  /** Item token for an external id, or undefined for an item outside the catalog. */
+  tokenOf(itemId: string): number | undefined;
+  /** The item of a vocabulary token, or undefined for a special token. */
+  itemOf(token: number): CatalogItem | undefined;
+}
+
 /** One interaction as the ingest service hands it to a store. */
 export interface NewEvent {
   userId: string;

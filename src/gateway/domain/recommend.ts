@@ -3,9 +3,8 @@
  * scores the memory → the top memory_k go with the prompt to automr_recommend in ONE call → tokens map back to
  * catalog items → streamed in batches, then a summary. Also the memory queries (GetMemory, ForgetUser).
  */
-import { inSpan } from '../../telemetry/otel.js';
-import type { GatewayMetrics } from '../../telemetry/metrics.js';
-import type { Bundle } from '../bundle.js';
+import { inSpan } from '../../shared/tracing.js';
+import type { GatewayMetrics } from '../../shared/metrics.js';
 import type { Encoder } from './encoder.js';
 import {
   encodedFlags,
@@ -16,7 +15,7 @@ import {
   windowTokens,
   type MemoryModel,
 } from './memory.js';
-import type { MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
+import type { Catalog, MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
 import { validateId, validateRange, type Limits } from './validation.js';
 
 export interface RankedItem {
@@ -66,7 +65,7 @@ export interface RecommendDeps {
   modelServer: ModelServer;
   retriever: Retriever;
   encoder: Encoder;
-  bundle: Bundle;
+  catalog: Catalog;
   model: MemoryModel;
   limits: Limits;
   defaultMemoryK: number;
@@ -98,7 +97,7 @@ export class RecommendService {
 
   validate(input: RecommendInput): { userId: string; topN: number; memoryK: number } {
     const userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
-    const topN = validateRange('top_n', input.top_n, 1, this.d.bundle.topK);
+    const topN = validateRange('top_n', input.top_n, 1, this.d.catalog.topK);
     const k = validateRange('memory_k', input.memory_k ?? 0, 0, this.d.model.maxMemory);
     return { userId, topN, memoryK: k === 0 ? this.d.defaultMemoryK : k };
   }
@@ -111,7 +110,7 @@ export class RecommendService {
       this.d.metrics?.stageDuration.record(ms, { stage: name });
       return ms;
     };
-    const { model, bundle } = this.d;
+    const { model, catalog } = this.d;
 
     let t = performance.now();
     let entries = await inSpan('memory.read', () => this.d.store.read(userId));
@@ -182,7 +181,7 @@ export class RecommendService {
 
     const items: RankedItem[] = [];
     for (let i = 0; i < out.tokens.length && items.length < topN; i++) {
-      const item = bundle.itemOf(out.tokens[i] as number);
+      const item = catalog.itemOf(out.tokens[i] as number);
       if (item === undefined) continue; // special tokens never name an item
       items.push({
         rank: items.length + 1,
@@ -227,7 +226,7 @@ export class RecommendService {
       item_id: e.itemId,
       timestamp_ms: e.timestampMs,
       encoded: isEncoded(entries, first + j, this.d.model),
-      unknown_item: e.token === this.d.bundle.tokens.unk,
+      unknown_item: e.token === this.d.catalog.tokens.unk,
     }));
   }
 

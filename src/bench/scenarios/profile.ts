@@ -1,0 +1,63 @@
+/**
+ * CPU profiles of a separate gateway at saturation (Recommend, then Ingest): the profiler perturbs what it
+ * measures, so the measured sections never run under it.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RecommenderClient } from '../../client/recommender-client.js';
+import type { TargetSpec } from '../grpc-target.js';
+import { renderProfileSummary, summarizeProfileFile } from '../profile-summary.js';
+import type { ServerHost } from '../servers.js';
+import { closedLoop, gatewayOptions, type BenchContext } from './context.js';
+import { ingestSpec } from './ingest.js';
+import { seed, seedEvents, waitForEncodings } from './seeding.js';
+
+export async function profileGateway(
+  ctx: BenchContext,
+  modelServer: ServerHost,
+  recommendTarget: TargetSpec,
+  userPrefix: string,
+): Promise<void> {
+  const { options, runner, report, runId, log } = ctx;
+  await mkdir(options.profileDir, { recursive: true });
+  const profiled = await ctx.startHost(
+    'gateway',
+    gatewayOptions(modelServer.address, await ctx.newDataDir(), options),
+  );
+  const client = new RecommenderClient(profiled.address);
+  const target = { ...recommendTarget, address: profiled.address };
+  try {
+    await client.waitForReady();
+    await seed(
+      client,
+      seedEvents(userPrefix, options.users, options.eventsPerUser, ctx.catalog.items, `${runId}p`),
+    );
+    await waitForEncodings(client, [`${userPrefix}0`], 60_000);
+    for (const section of ['recommend', 'ingest'] as const) {
+      const file = join(options.profileDir, `gateway-${section}-${runId}.cpuprofile`);
+      const measured = closedLoop(options, 64);
+      if (section === 'recommend') await runner.run(target, { ...measured, durationMs: 1000 });
+      await profiled.startProfile();
+      if (section === 'recommend') {
+        await runner.run(target, { ...measured, warmupMs: 0 });
+      } else {
+        await runner.ingest({
+          ...ingestSpec(profiled.address, options, ctx.catalog, `${runId}p`, 'closed'),
+          warmupMs: 0,
+        });
+      }
+      await profiled.stopProfile(file);
+      const summary = await summarizeProfileFile(file, 12);
+      report.profiles[`gateway ${section} at saturation`] = {
+        file,
+        top: summary.functions,
+        packages: summary.packages,
+        inclusive: summary.inclusive,
+      };
+      log(renderProfileSummary(summary, `gateway ${section} at saturation`));
+    }
+  } finally {
+    client.close();
+    await ctx.stopHost(profiled);
+  }
+}
