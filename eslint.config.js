@@ -57,8 +57,9 @@ export default tseslint.config(
                 'src/gateway/domain may import only ./*, ../../shared/*, @opentelemetry/api and node:events; reach infrastructure through a port (domain/ports.ts).',
             },
             {
-              regex: '^\\.\\./\\.\\./shared/(grpc-status|recommender-proto|proto)\\.js$',
-              message: 'the gRPC status mapper and proto loaders belong to the api layer, not the domain.',
+              regex: '^\\.\\./\\.\\./shared/(grpc-status|recommender-proto|proto|transport)\\.js$',
+              message:
+                'the gRPC status mapper, proto loaders and transport credentials belong to the api layer, not the domain.',
             },
           ],
         },

@@ -8,6 +8,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { makeEchoRequest, ECHO_METHOD_PATH } from './echo-server.js';
 import { createGenerator, type GeneratorSpec } from './generators.js';
 import type { CallOutcome, UnaryCall } from './loadgen.js';
+import { tokenOptionsFromEnv } from '../shared/transport.js';
 
 /** Trailer the bench-instrumented gateway adds: "modelNs,modelCalls,requestBytes,responseBytes". */
 export const MODEL_ACCOUNTING_TRAILER = 'x-bench-model';
@@ -123,7 +124,10 @@ function codecFor(spec: TargetSpec): MethodCodec {
 
 export function openTarget(spec: TargetSpec): OpenTarget {
   const codec = codecFor(spec);
-  const client = new Client(spec.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+  const client = new Client(spec.address, credentials.createInsecure(), {
+    ...CHANNEL_OPTIONS,
+    ...tokenOptionsFromEnv(),
+  });
   const metadata = new Metadata();
   const unary: UnaryCall = () =>
     new Promise<CallOutcome>((resolve, reject) => {

@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { createHistogram, encodeHistogram, recordMs } from './histogram.js';
 import { loadMethod } from './grpc-target.js';
+import { tokenOptionsFromEnv } from '../shared/transport.js';
 
 export interface IngestLoadSpec {
   address: string;
@@ -68,6 +69,7 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
   const method = loadMethod(spec);
   const client = new Client(spec.address, credentials.createInsecure(), {
     'grpc.use_local_subchannel_pool': 1,
+    ...tokenOptionsFromEnv(),
   });
   const histogram = createHistogram();
   const counts = { acked: 0, allAcked: 0, accepted: 0, duplicate: 0, rejected: 0, errors: 0 };

@@ -27,7 +27,9 @@ const HELP = `Usage: npm run bench -- [options]
   --profile-dir DIR       where profiles go (default out/profiles)
   --redis URL             Redis for the Redis figures (default redis://127.0.0.1:6379)
   --bundle DIR            bundle folder (default bundle/)
-  --summarize-profile F   print the top self-time functions of a .cpuprofile and exit`;
+  --summarize-profile F   print the top self-time functions of a .cpuprofile and exit
+Environment: AUTOMR_TOKEN is sent as the bearer token on every call (the gateways the bench starts inherit
+AUTOMR_AUTH and its files from the environment).`;
 
 function list(value: string): number[] {
   return value.split(',').map((v) => {

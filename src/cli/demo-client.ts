@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { isServiceError, RecommenderClient } from '../client/recommender-client.js';
 import { loadBundle } from '../gateway/bundle.js';
+import { clientConnectionFromEnv } from '../shared/transport.js';
 
 const { values } = parseArgs({
   options: {
@@ -26,7 +27,7 @@ const address = process.env.AUTOMR_ADDR ?? '127.0.0.1:50051';
 const bundle = await loadBundle(process.env.AUTOMR_BUNDLE ?? './bundle');
 const user = values.user ?? `demo-${Date.now()}`;
 const count = Number(values.events);
-const client = new RecommenderClient(address);
+const client = new RecommenderClient(address, clientConnectionFromEnv());
 
 // A synthetic user who mostly stays within a few neighbouring catalog rows, with occasional jumps.
 let seed = [...user].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) % 2 ** 31, 7);

@@ -24,11 +24,22 @@ const config = parsed.config;
 const logger = createLogger({ name: 'automr-gateway', level: config.logLevel });
 
 try {
-  const telemetry = await startTelemetry({ serviceName: 'automr-gateway', metricsPort: config.metricsPort });
+  const telemetry = await startTelemetry({
+    serviceName: 'automr-gateway',
+    metricsPort: config.metricsPort,
+    metricsHost: config.metricsHost,
+  });
   const gateway = await startGateway(config, { logger });
   console.log(
     `automr gateway listening on ${gateway.address} (store ${config.memoryStore}, model server ${config.modelServer}, bundle ${gateway.bundle.modelVersion})` +
-      (config.metricsPort > 0 ? `; metrics on :${config.metricsPort}/metrics` : ''),
+      (config.metricsPort > 0 ? `; metrics on ${config.metricsHost}:${config.metricsPort}/metrics` : ''),
+  );
+  const { auth, tls } = gateway.security;
+  console.log(
+    auth === 'none'
+      ? `auth is OFF: any caller that reaches ${gateway.address} may read and delete every user's memory` +
+          (config.auth === 'auto' ? ' (allowed because it listens on loopback only)' : ' (AUTOMR_AUTH=none)')
+      : `auth: ${auth}; transport: ${tls === 'off' ? 'plaintext' : tls}`,
   );
   let stopping = false;
   const stop = (signal: string) => {

@@ -2,7 +2,7 @@
  * Gateway bootstrap: loads the bundle, builds stores and adapters, wires the domain services, serves
  * automr.v1.RecommenderService + grpc.health.v1.Health + reflection, and drains gracefully.
  */
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { AppError, toAppError } from '../shared/errors.js';
@@ -22,6 +22,7 @@ import { retainedEntries, type MemoryModel } from './domain/memory.js';
 import type { MemoryStore, ModelServer, Retriever } from './domain/ports.js';
 import { RecommendService } from './domain/recommend.js';
 import { DEFAULT_LIMITS, type Limits } from './domain/validation.js';
+import { gatewaySecurity, type GatewaySecurity } from './security.js';
 
 export interface GatewayDeps {
   logger?: Logger;
@@ -36,6 +37,8 @@ export interface GatewayDeps {
 export interface RunningGateway {
   address: string;
   port: number;
+  /** Caller authentication and transport in force (start-up messages say when auth is off). */
+  security: Pick<GatewaySecurity, 'auth' | 'tls'>;
   bundle: Bundle;
   encoder: Encoder;
   /** Health NOT_SERVING, stop accepting, let in-flight calls finish within the drain bound, flush stores. */
@@ -56,6 +59,8 @@ export function createMemoryStore(config: GatewayConfig, logger: Logger): Memory
 
 export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<RunningGateway> {
   const logger = deps.logger ?? createLogger({ name: 'automr-gateway', level: config.logLevel });
+  // First: a refused security set-up must not leave stores or sessions open.
+  const security = gatewaySecurity(config, logger);
   const bundle = deps.bundle ?? (await loadBundle(config.bundle));
   const metrics = createGatewayMetrics();
   const retriever = deps.retriever ?? (await OnnxRetriever.load(bundle.retrieverPath, bundle.dModel));
@@ -103,17 +108,26 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
 
   let draining = false;
   const { definition, grpc } = loadRecommenderProto();
-  const server = new Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const server = new Server({
+    interceptors: security.interceptors,
+    'grpc.max_receive_message_length': Math.max(config.maxRecommendRequestBytes, config.maxMessageBytes),
+    'grpc.max_concurrent_streams': config.maxConcurrentStreams,
+    ...(config.maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': config.maxConnectionAgeMs } : {}),
+    'grpc.max_connection_age_grace_ms': config.maxConnectionAgeGraceMs,
+    ...(config.maxConnectionIdleMs > 0 ? { 'grpc.max_connection_idle_ms': config.maxConnectionIdleMs } : {}),
+    'grpc.keepalive_time_ms': config.keepaliveTimeMs,
+    'grpc.keepalive_timeout_ms': 20_000,
+  });
   server.addService(
     grpc.automr.v1.RecommenderService.service,
     createHandlers({ ingest, recommend, logger, metrics, draining: () => draining }),
   );
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
-  new ReflectionService(definition).addToServer(server);
+  if (config.reflection) new ReflectionService(definition).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(config.addr, ServerCredentials.createInsecure(), (error, bound) => {
+    server.bindAsync(config.addr, security.credentials, (error, bound) => {
       if (error)
         reject(
           new AppError('UNAVAILABLE', `cannot listen on ${config.addr}: ${error.message}`, { cause: error }),
@@ -121,6 +135,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       else resolve(bound);
     });
   }).catch(async (error: unknown) => {
+    security.close();
     await store.close();
     modelServer.close();
     await retriever.close();
@@ -160,7 +175,14 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   );
 
   logger.info(
-    { address, store: store.kind, modelServer: config.modelServer, modelVersion: bundle.modelVersion },
+    {
+      address,
+      store: store.kind,
+      modelServer: config.modelServer,
+      modelVersion: bundle.modelVersion,
+      auth: security.auth,
+      tls: security.tls,
+    },
     'gateway listening',
   );
 
@@ -186,10 +208,19 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       await store.close();
       modelServer.close();
       await retriever.close();
+      security.close();
       logger.info('gateway stopped');
     })();
     return stopping;
   };
 
-  return { address, port, bundle, encoder, drain: () => shutdown(true), close: () => shutdown(false) };
+  return {
+    address,
+    port,
+    security: { auth: security.auth, tls: security.tls },
+    bundle,
+    encoder,
+    drain: () => shutdown(true),
+    close: () => shutdown(false),
+  };
 }

@@ -4,6 +4,8 @@
  */
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
   | 'NOT_FOUND'
   | 'ALREADY_EXISTS'
   | 'FAILED_PRECONDITION'
@@ -21,6 +23,8 @@ export interface AppErrorOptions {
   retryable?: boolean;
   /** Structured context for logs; never sent to clients. */
   details?: Record<string, unknown>;
+  /** For RESOURCE_EXHAUSTED / UNAVAILABLE: how long the client should wait before retrying (google.rpc.RetryInfo). */
+  retryAfterMs?: number;
 }
 
 export class AppError extends Error {
@@ -28,12 +32,14 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
   readonly details: Record<string, unknown> | undefined;
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.retryable = options.retryable ?? false;
     this.details = options.details;
+    this.retryAfterMs = options.retryAfterMs;
   }
 
   static is(value: unknown): value is AppError {

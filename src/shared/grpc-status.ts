@@ -7,6 +7,8 @@ import { type AppError, type ErrorCode, toAppError } from './errors.js';
 
 const CODE_TO_STATUS: Record<ErrorCode, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
   NOT_FOUND: status.NOT_FOUND,
   ALREADY_EXISTS: status.ALREADY_EXISTS,
   FAILED_PRECONDITION: status.FAILED_PRECONDITION,

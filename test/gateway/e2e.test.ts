@@ -38,7 +38,7 @@ let gateway: RunningGateway;
 let c: RecommenderClient;
 
 before(async () => {
-  stack = await startStack('automr-e2e-', { encodeWaitMs: 20_000 });
+  stack = await startStack('automr-e2e-', { encodeWaitMs: 20_000, reflection: true });
   ({ modelServer, gateway, client: c } = stack);
 });
 

@@ -3,7 +3,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { credentials, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials,
+  type ChannelCredentials,
+  type Client,
+  type ClientReadableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import {
   RecommenderClient,
   type RecommendResult as ClientResult,
@@ -66,8 +72,18 @@ export async function startStack(prefix: string, overrides: Partial<GatewayConfi
   };
 }
 
-export function client(address: string): RecommenderClient {
-  return new RecommenderClient(address);
+export interface ClientOptions {
+  /** Bearer token sent on every call. */
+  token?: string;
+  /** Channel credentials (default plaintext). */
+  credentials?: ChannelCredentials;
+}
+
+export function client(address: string, options: ClientOptions = {}): RecommenderClient {
+  return new RecommenderClient(address, {
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+    ...(options.token !== undefined ? { metadata: { authorization: `Bearer ${options.token}` } } : {}),
+  });
 }
 
 /** Sends events on one Ingest stream and collects one ack per event, or the error that ended the stream. */
@@ -150,12 +166,15 @@ export type HealthClient = Client & {
 };
 
 /** A grpc.health.v1.Health client (the health proto is loaded with the recommender's). */
-export function healthClient(address: string): HealthClient {
+export function healthClient(
+  address: string,
+  options: Pick<ClientOptions, 'credentials'> = {},
+): HealthClient {
   const { grpc } = loadRecommenderProto();
   const ctor = (
     grpc as unknown as { grpc: { health: { v1: { Health: new (a: string, c: unknown) => HealthClient } } } }
   ).grpc.health.v1.Health;
-  return new ctor(address, credentials.createInsecure());
+  return new ctor(address, options.credentials ?? credentials.createInsecure());
 }
 
 export function healthStatus(h: HealthClient, service = ''): Promise<string> {

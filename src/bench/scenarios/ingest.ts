@@ -13,6 +13,7 @@ import { gatewayOptions, type BenchCatalog, type BenchContext } from './context.
 import { RECOMMENDER_PROTO_PATH } from './recommend.js';
 import { deleteRedisPrefix } from './redis-keys.js';
 import { waitForEncodings } from './seeding.js';
+import { tokenMetadataFromEnv } from '../../shared/transport.js';
 
 export function ingestSpec(
   address: string,
@@ -48,7 +49,7 @@ async function benchIngestOn(
   modelServer: ServerHost,
 ): Promise<void> {
   const { options, runner, report, log } = ctx;
-  const client = new RecommenderClient(gateway.address);
+  const client = new RecommenderClient(gateway.address, tokenMetadataFromEnv());
   try {
     await client.waitForReady();
     let closedEps = 0;

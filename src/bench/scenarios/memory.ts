@@ -6,6 +6,7 @@ import type { ServerHost } from '../servers.js';
 import { gatewayOptions, type BenchContext } from './context.js';
 import { deleteRedisPrefix, redisBytes } from './redis-keys.js';
 import { seed, seedEvents, waitForEncodings } from './seeding.js';
+import { tokenMetadataFromEnv } from '../../shared/transport.js';
 
 /** Allocated bytes of every file under `dir` (what the store really occupies on disk). */
 async function allocatedBytes(dir: string): Promise<number> {
@@ -34,7 +35,7 @@ export async function benchMemory(ctx: BenchContext, modelServerAddress: string)
         ...gatewayOptions(modelServerAddress, dataDir, options),
         ...(store === 'redis' ? { memoryStore: options.redisUrl, redisPrefix } : {}),
       });
-      const client = new RecommenderClient(host.address);
+      const client = new RecommenderClient(host.address, tokenMetadataFromEnv());
       await client.waitForReady();
       const before = store === 'lmdb' ? await allocatedBytes(dataDir) : 0;
       await seed(client, events);

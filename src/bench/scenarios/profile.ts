@@ -11,6 +11,7 @@ import type { ServerHost } from '../servers.js';
 import { closedLoop, gatewayOptions, type BenchContext } from './context.js';
 import { ingestSpec } from './ingest.js';
 import { seed, seedEvents, waitForEncodings } from './seeding.js';
+import { tokenMetadataFromEnv } from '../../shared/transport.js';
 
 export async function profileGateway(
   ctx: BenchContext,
@@ -24,7 +25,7 @@ export async function profileGateway(
     'gateway',
     gatewayOptions(modelServer.address, await ctx.newDataDir(), options),
   );
-  const client = new RecommenderClient(profiled.address);
+  const client = new RecommenderClient(profiled.address, tokenMetadataFromEnv());
   const target = { ...recommendTarget, address: profiled.address };
   try {
     await client.waitForReady();

@@ -12,6 +12,7 @@ import { mergeResults, type LoadResult, type LoadSpec } from '../loadgen.js';
 import type { HostStats, ServerHost } from '../servers.js';
 import { closedLoop, sweepPoint, type BenchContext } from './context.js';
 import { seed, seedEvents, waitForEncodings } from './seeding.js';
+import { tokenMetadataFromEnv } from '../../shared/transport.js';
 
 export const RECOMMENDER_PROTO_PATH = join(PROTO_DIR, RECOMMENDER_PROTO);
 
@@ -40,7 +41,7 @@ export async function calibrateRecommend(
   userPrefix: string,
 ): Promise<Calibration | undefined> {
   const { options, runner, report, log, note } = ctx;
-  const client = new RecommenderClient(gateway.address);
+  const client = new RecommenderClient(gateway.address, tokenMetadataFromEnv());
   try {
     await client.waitForReady();
     log(`seeding ${options.users} users x ${options.eventsPerUser} events`);
