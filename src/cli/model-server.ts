@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { startModelServer } from '../model-server/server.js';
 import { createLogger } from '../shared/logger.js';
+import { isLoopback } from '../shared/transport.js';
 import { startTelemetry } from '../telemetry/otel.js';
 
 const HELP = `Usage: node dist/cli/model-server.js [options]
@@ -23,6 +24,10 @@ Options (environment variable in brackets):
   --inter-op-threads N     onnxruntime inter-op threads per session [AUTOMR_ORT_INTER_OP_THREADS, default 1]
   --ort-in-worker BOOL     run each ONNX session in a worker thread [AUTOMR_ORT_IN_WORKER, default true]
   --drain-timeout-ms N     bound on finishing in-flight requests at SIGTERM [AUTOMR_DRAIN_TIMEOUT_MS, default 10000]
+  --tls-cert FILE          PEM certificate chain: TLS on (with --tls-key); re-read on change [AUTOMR_MODEL_SERVER_TLS_CERT]
+  --tls-key FILE           PEM private key                                    [AUTOMR_MODEL_SERVER_TLS_KEY]
+  --tls-client-ca FILE     PEM CA: callers must present a certificate it signed (mTLS) [AUTOMR_MODEL_SERVER_TLS_CLIENT_CA]
+  --allow-unauthenticated BOOL  listen beyond loopback without mTLS [AUTOMR_MODEL_SERVER_ALLOW_UNAUTHENTICATED, default false]
   -h, --help               this text
 Tracing: the incoming W3C traceparent is continued; exporters come from the standard OTEL_* variables
 (e.g. OTEL_TRACES_EXPORTER=console or otlp with OTEL_EXPORTER_OTLP_ENDPOINT).`;
@@ -36,6 +41,10 @@ const { values } = parseArgs({
     'inter-op-threads': { type: 'string' },
     'drain-timeout-ms': { type: 'string' },
     'ort-in-worker': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-client-ca': { type: 'string' },
+    'allow-unauthenticated': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -54,6 +63,10 @@ const Config = z.object({
   interOpThreads: z.coerce.number().int().min(1).max(64),
   drainTimeoutMs: z.coerce.number().int().min(0),
   ortInWorker: z.enum(['true', 'false']).transform((v) => v === 'true'),
+  tlsCert: z.string(),
+  tlsKey: z.string(),
+  tlsClientCa: z.string(),
+  allowUnauthenticated: z.enum(['true', 'false']).transform((v) => v === 'true'),
 });
 const parsed = Config.safeParse({
   repository: values.repository ?? env.AUTOMR_MODEL_REPOSITORY ?? './triton-models',
@@ -64,12 +77,25 @@ const parsed = Config.safeParse({
   interOpThreads: values['inter-op-threads'] ?? env.AUTOMR_ORT_INTER_OP_THREADS ?? 1,
   drainTimeoutMs: values['drain-timeout-ms'] ?? env.AUTOMR_DRAIN_TIMEOUT_MS ?? 10_000,
   ortInWorker: values['ort-in-worker'] ?? env.AUTOMR_ORT_IN_WORKER ?? 'true',
+  tlsCert: values['tls-cert'] ?? env.AUTOMR_MODEL_SERVER_TLS_CERT ?? '',
+  tlsKey: values['tls-key'] ?? env.AUTOMR_MODEL_SERVER_TLS_KEY ?? '',
+  tlsClientCa: values['tls-client-ca'] ?? env.AUTOMR_MODEL_SERVER_TLS_CLIENT_CA ?? '',
+  allowUnauthenticated:
+    values['allow-unauthenticated'] ?? env.AUTOMR_MODEL_SERVER_ALLOW_UNAUTHENTICATED ?? 'false',
 });
 if (!parsed.success) {
   console.error(`invalid configuration: ${parsed.error.message}\n\n${HELP}`);
   process.exit(2);
 }
 const config = parsed.data;
+// Secure by default: beyond loopback, only callers with a client certificate (mTLS), unless said otherwise.
+if (!isLoopback(config.address) && config.tlsClientCa === '' && !config.allowUnauthenticated) {
+  console.error(
+    `refusing to listen on ${config.address} without client authentication: set --tls-cert, --tls-key and ` +
+      '--tls-client-ca (mTLS), or --allow-unauthenticated true to expose it on purpose',
+  );
+  process.exit(2);
+}
 
 // Same OpenTelemetry set-up as the gateway: W3C trace context continued from callers, exporters from OTEL_*.
 const telemetry = await startTelemetry({ serviceName: 'automr-model-server' });
@@ -84,6 +110,7 @@ try {
     intraOpThreads: config.intraOpThreads,
     interOpThreads: config.interOpThreads,
     sessionsInWorkers: config.ortInWorker,
+    tls: { cert: config.tlsCert, key: config.tlsKey, clientCa: config.tlsClientCa },
   });
   let stopping = false;
   const stop = (signal: string): void => {

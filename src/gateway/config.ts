@@ -206,23 +206,23 @@ const OPTIONS = {
     default: '',
     schema: z.string(),
   },
-  modelServerTlsCa: {
-    flag: 'model-server-tls-ca',
-    env: 'AUTOMR_MODEL_SERVER_TLS_CA',
+  modelServerCa: {
+    flag: 'model-server-ca',
+    env: 'AUTOMR_MODEL_SERVER_CA',
     help: "PEM CA that signed the model server's certificate: when set, the model server is reached over TLS",
     default: '',
     schema: z.string(),
   },
-  modelServerTlsCert: {
-    flag: 'model-server-tls-cert',
-    env: 'AUTOMR_MODEL_SERVER_TLS_CERT',
+  modelServerClientCert: {
+    flag: 'model-server-client-cert',
+    env: 'AUTOMR_MODEL_SERVER_CLIENT_CERT',
     help: 'PEM client certificate for mTLS to the model server',
     default: '',
     schema: z.string(),
   },
-  modelServerTlsKey: {
-    flag: 'model-server-tls-key',
-    env: 'AUTOMR_MODEL_SERVER_TLS_KEY',
+  modelServerClientKey: {
+    flag: 'model-server-client-key',
+    env: 'AUTOMR_MODEL_SERVER_CLIENT_KEY',
     help: 'PEM client key for mTLS to the model server',
     default: '',
     schema: z.string(),

@@ -3,10 +3,11 @@
  * (TLS/mTLS from files), and the secure-by-default rule: a listener reachable beyond loopback without caller
  * authentication only when the operator said so with AUTOMR_AUTH=none.
  */
-import type { ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import type { ChannelCredentials, ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
 import { AppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { isLoopback, serverCredentials } from '../shared/transport.js';
+import { channelCredentials, isLoopback, serverCredentials } from '../shared/transport.js';
 import { authInterceptor } from './api/auth-interceptor.js';
 import { JwtVerifier, StaticTokenVerifier, type TokenVerifier } from './auth/verifiers.js';
 import type { GatewayConfig } from './config.js';
@@ -85,4 +86,43 @@ export function gatewaySecurity(config: SecurityConfig, logger: Logger): Gateway
     verifier?.close();
     throw error;
   }
+}
+
+/** Parses a header file: one `name: value` line (the value may hold a secret, hence a file, not a variable). */
+export function parseHeaderFile(text: string): Record<string, string> {
+  const m = /^\s*([A-Za-z0-9][A-Za-z0-9_.-]*)\s*:\s*(\S.*?)\s*$/.exec(text.trim());
+  if (m === null)
+    throw new AppError('FAILED_PRECONDITION', 'model-server header file: expected one "name: value" line');
+  return { [(m[1] as string).toLowerCase()]: m[2] as string };
+}
+
+/** TLS/mTLS and the optional auth header for the gateway's connection to Triton (or the local model server). */
+export function modelServerTransport(
+  config: Pick<
+    GatewayConfig,
+    'modelServerCa' | 'modelServerClientCert' | 'modelServerClientKey' | 'modelServerHeaderFile'
+  >,
+): { credentials: ChannelCredentials; headers: Record<string, string> } {
+  const credentials = channelCredentials({
+    ...(config.modelServerCa ? { ca: config.modelServerCa } : {}),
+    ...(config.modelServerClientCert ? { cert: config.modelServerClientCert } : {}),
+    ...(config.modelServerClientKey ? { key: config.modelServerClientKey } : {}),
+  });
+  let headers: Record<string, string> = {};
+  if (config.modelServerHeaderFile !== '') {
+    let text: string;
+    try {
+      text = readFileSync(config.modelServerHeaderFile, 'utf8');
+    } catch (error) {
+      throw new AppError(
+        'FAILED_PRECONDITION',
+        `cannot read AUTOMR_MODEL_SERVER_HEADER_FILE: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    headers = parseHeaderFile(text);
+  }
+  return { credentials, headers };
 }

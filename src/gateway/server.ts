@@ -22,7 +22,7 @@ import { retainedEntries, type MemoryModel } from './domain/memory.js';
 import type { MemoryStore, ModelServer, Retriever } from './domain/ports.js';
 import { RecommendService } from './domain/recommend.js';
 import { DEFAULT_LIMITS, type Limits } from './domain/validation.js';
-import { gatewaySecurity, type GatewaySecurity } from './security.js';
+import { gatewaySecurity, modelServerTransport, type GatewaySecurity } from './security.js';
 
 export interface GatewayDeps {
   logger?: Logger;
@@ -72,6 +72,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       deadlineMs: config.inferDeadlineMs,
       logger,
       onError: (model) => metrics.tritonErrors.add(1, { model }),
+      transport: modelServerTransport(config),
     });
   const store = deps.store ?? createMemoryStore(config, logger);
 

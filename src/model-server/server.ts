@@ -3,13 +3,7 @@
  * for development, tests and single-machine use (production runs NVIDIA Triton). Handlers are thin: they
  * map protocol messages to the registry and errors to gRPC statuses (src/shared/grpc-status.ts).
  */
-import {
-  Server,
-  ServerCredentials,
-  type Metadata,
-  type sendUnaryData,
-  type ServerUnaryCall,
-} from '@grpc/grpc-js';
+import { Server, type Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import {
   context as otelContext,
   propagation,
@@ -25,6 +19,7 @@ import type { ModelStatistics } from '../generated/inference/ModelStatistics.js'
 import { AppError } from '../shared/errors.js';
 import { toServiceError } from '../shared/grpc-status.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { serverCredentials, type ServerTlsFiles } from '../shared/transport.js';
 import { loadInferenceProto } from '../triton/proto.js';
 import { encodeRaw } from '../triton/tensor.js';
 import { ModelRegistry, type ServedVersion } from './registry.js';
@@ -44,6 +39,8 @@ export interface ModelServerOptions {
   interOpThreads?: number;
   /** Run each ONNX session in a worker thread (default true; see docs/MODEL_SERVER.md). */
   sessionsInWorkers?: boolean;
+  /** TLS from PEM files (mTLS with clientCa); files re-read when they change. Default plaintext. */
+  tls?: Partial<ServerTlsFiles>;
 }
 
 export interface RunningModelServer {
@@ -276,7 +273,7 @@ export async function startModelServer(options: ModelServerOptions): Promise<Run
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(requested, ServerCredentials.createInsecure(), (error, p) =>
+      server.bindAsync(requested, serverCredentials(options.tls), (error, p) =>
         error ? reject(error) : resolve(p),
       );
     });

@@ -19,6 +19,7 @@ import {
   Metadata,
   status,
   type CallOptions as GrpcCallOptions,
+  type ChannelCredentials,
   type ServiceError,
 } from '@grpc/grpc-js';
 import { context as otelContext, propagation } from '@opentelemetry/api';
@@ -54,6 +55,10 @@ export interface TritonClientOptions {
   maxMessageBytes?: number;
   /** First retry backoff in ms (doubles, capped at 1 s, full jitter); default 50. */
   retryBaseMs?: number;
+  /** Channel credentials (TLS/mTLS, see shared/transport.ts); default plaintext. */
+  credentials?: ChannelCredentials;
+  /** Headers sent on every call (e.g. the key Triton's --grpc-restricted-protocol expects). */
+  headers?: Readonly<Record<string, string>>;
 }
 
 export interface CallOptions {
@@ -142,8 +147,10 @@ export class TritonClient {
   private readonly maxRetries: number;
   private readonly retryBaseMs: number;
   private readonly logger: Logger;
+  private readonly headers: Readonly<Record<string, string>>;
 
   constructor(options: TritonClientOptions) {
+    this.headers = options.headers ?? {};
     this.defaultDeadlineMs = options.defaultDeadlineMs ?? 5000;
     this.maxRetries = options.maxRetries ?? 3;
     this.retryBaseMs = options.retryBaseMs ?? 50;
@@ -167,7 +174,7 @@ export class TritonClient {
     const count = Math.max(1, options.channels ?? 2);
     this.pool = Array.from(
       { length: count },
-      () => new Ctor(options.address, credentials.createInsecure(), channelOptions),
+      () => new Ctor(options.address, options.credentials ?? credentials.createInsecure(), channelOptions),
     );
   }
 
@@ -210,6 +217,7 @@ export class TritonClient {
     const client = this.pick();
     const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(client);
     const metadata = new Metadata();
+    for (const [k, v] of Object.entries(this.headers)) metadata.set(k, v);
     propagation.inject(otelContext.active(), metadata, metadataSetter);
     return new Promise<Res>((resolve, reject) => {
       const onAbort = (): void => call.cancel();

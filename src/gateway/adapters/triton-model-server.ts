@@ -3,7 +3,7 @@ import { SpanKind } from '@opentelemetry/api';
 import { AppError } from '../../shared/errors.js';
 import { inSpan } from '../../shared/tracing.js';
 import type { Logger } from '../../shared/logger.js';
-import { TritonClient } from '../../triton/client.js';
+import { TritonClient, type TritonClientOptions } from '../../triton/client.js';
 import type { Tensor } from '../../triton/tensor.js';
 import type { Bundle } from '../bundle.js';
 import type { ModelServer, RecommendOutput } from '../domain/ports.js';
@@ -15,6 +15,8 @@ export interface TritonModelServerOptions {
   logger?: Logger;
   /** Counts failed calls per model (metrics). */
   onError?: (model: string) => void;
+  /** TLS/mTLS and headers (auth) for the model-server connection. */
+  transport?: Pick<TritonClientOptions, 'credentials' | 'headers'>;
 }
 
 export class TritonModelServer implements ModelServer {
@@ -31,6 +33,7 @@ export class TritonModelServer implements ModelServer {
       address: options.address,
       defaultDeadlineMs: this.deadlineMs,
       ...(options.logger ? { logger: options.logger } : {}),
+      ...options.transport,
     });
   }
 
