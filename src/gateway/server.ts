@@ -30,7 +30,7 @@ export interface GatewayDeps {
   modelServer?: ModelServer;
   retriever?: Retriever;
   bundle?: Bundle;
-  /** How often readiness of the model server and store is polled for health (default 1000 ms). */
+  /** How often readiness of the model server and store is polled for health (default 250 ms). */
   healthIntervalMs?: number;
 }
 
@@ -54,6 +54,12 @@ export function createMemoryStore(config: GatewayConfig, logger: Logger): Memory
     prefix: config.redisPrefix,
     idempotencyTtlMs: config.idempotencyTtlS * 1000,
     logger,
+    connection: {
+      tlsCa: config.redisTlsCa,
+      username: config.redisUsername,
+      passwordFile: config.redisPasswordFile,
+      commandTimeoutMs: config.storeTimeoutMs,
+    },
   });
 }
 
@@ -165,7 +171,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     }
   };
   await checkHealth();
-  const healthTimer = setInterval(() => void checkHealth(), deps.healthIntervalMs ?? 1000);
+  const healthTimer = setInterval(() => void checkHealth(), deps.healthIntervalMs ?? 250);
   healthTimer.unref();
 
   // Elements of another model version (or stale windows) are re-encoded from raw history in the background.

@@ -8,9 +8,15 @@
  * order), `e` (hash seq → event JSON), `v` (hash seq → encoding), `i` (sorted set eventId → expiry time).
  * Durability of an acked event is whatever the Redis server's persistence (AOF/replication) guarantees.
  */
+import { once } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
 import { AppError } from '../../shared/errors.js';
+import {
+  clusterRetryStrategy,
+  redisConnectionOptions,
+  type RedisConnectionSettings,
+} from './redis-connection.js';
 import type { AppendResult, MemoryStore, NewEvent, StoredEntry, VectorUpdate } from '../domain/ports.js';
 
 const APPEND_LUA = `
@@ -73,6 +79,8 @@ return n
 
 type Client = Redis | Cluster;
 
+const READY_TIMEOUT_MS = 500;
+
 interface ScriptClient {
   automrAppend(...args: (string | number)[]): Promise<[number, number, number]>;
   automrAppendIndexed(...args: (string | number)[]): Promise<[number, number, number]>;
@@ -87,6 +95,8 @@ export interface RedisStoreOptions {
   prefix?: string;
   idempotencyTtlMs?: number;
   logger?: Logger;
+  /** TLS, credentials and command timeout (see redis-connection.ts). */
+  connection?: RedisConnectionSettings;
 }
 
 export class RedisMemoryStore implements MemoryStore {
@@ -100,7 +110,7 @@ export class RedisMemoryStore implements MemoryStore {
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix ?? 'automr';
     this.ttlMs = options.idempotencyTtlMs ?? 7 * 24 * 3600 * 1000;
-    const common = { maxRetriesPerRequest: 3, enableOfflineQueue: true, lazyConnect: false };
+    const common = redisConnectionOptions(options.url, options.connection);
     let client: Client;
     if (options.url.startsWith('redis-cluster://')) {
       const nodes = options.url
@@ -110,7 +120,13 @@ export class RedisMemoryStore implements MemoryStore {
           const i = hp.lastIndexOf(':');
           return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
         });
-      client = new Cluster(nodes, { redisOptions: common });
+      client = new Cluster(nodes, {
+        redisOptions: common,
+        enableOfflineQueue: false,
+        clusterRetryStrategy,
+        // With TLS the node's host name must reach the TLS handshake (certificate check), not a resolved IP.
+        ...(common.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+      });
     } else {
       client = new Redis(options.url, common);
     }
@@ -136,10 +152,20 @@ export class RedisMemoryStore implements MemoryStore {
   }
 
   async ready(): Promise<boolean> {
+    // Health probes answer within READY_TIMEOUT_MS even when Redis accepts the connection but hangs.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>(
+      (resolve) => (timer = setTimeout(() => resolve(false), READY_TIMEOUT_MS)),
+    );
     try {
-      return (await this.client.ping()) === 'PONG';
+      // A connection being (re-)established is waited for within the same bound: commands are not queued.
+      const connected =
+        this.client.status === 'ready' ? Promise.resolve() : once(this.client, 'ready').then(() => undefined);
+      return await Promise.race([connected.then(() => this.client.ping()).then((r) => r === 'PONG'), late]);
     } catch {
       return false;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -39,7 +39,8 @@ export class TritonModelServer implements ModelServer {
 
   async ready(signal?: AbortSignal): Promise<boolean> {
     const { models } = this.bundle.manifest;
-    const o = { signal, deadlineMs: 2_000 };
+    // Short: health must turn NOT_SERVING within a second of a hung model server.
+    const o = { signal, deadlineMs: 500 };
     try {
       if (!(await this.client.serverReady(o))) return false;
       const ready = await Promise.all(
