@@ -46,10 +46,13 @@ try {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'draining');
-    const hardStop = setTimeout(() => {
-      logger.error('drain did not finish in time; exiting');
-      process.exit(1);
-    }, config.drainTimeoutMs + 10_000);
+    const hardStop = setTimeout(
+      () => {
+        logger.error('drain did not finish in time; exiting');
+        process.exit(1);
+      },
+      config.drainWindowMs + config.drainTimeoutMs + 10_000,
+    );
     hardStop.unref();
     gateway
       .drain()

@@ -124,7 +124,7 @@ const OPTIONS = {
   drainTimeoutMs: {
     flag: 'drain-timeout-ms',
     env: 'AUTOMR_DRAIN_TIMEOUT_MS',
-    help: 'bound on in-flight calls at shutdown',
+    help: 'at shutdown, after the drain window: bound on in-flight calls finishing (then they are cancelled)',
     default: '10000',
     schema: int(0, 600_000),
   },

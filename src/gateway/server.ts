@@ -11,6 +11,7 @@ import { createGatewayMetrics } from '../shared/metrics.js';
 import { LmdbMemoryStore } from './adapters/lmdb-store.js';
 import { OnnxRetriever } from './adapters/onnx-retriever.js';
 import { RedisMemoryStore } from './adapters/redis-store.js';
+import { GuardedModelServer } from './adapters/guarded-model-server.js';
 import { TritonModelServer } from './adapters/triton-model-server.js';
 import { createHandlers } from './api/handlers.js';
 import { loadRecommenderProto, SERVICE_NAME } from '../shared/recommender-proto.js';
@@ -22,6 +23,8 @@ import { retainedEntries, type MemoryModel } from './domain/memory.js';
 import type { MemoryStore, ModelServer, Retriever } from './domain/ports.js';
 import { RecommendService } from './domain/recommend.js';
 import { DEFAULT_LIMITS, type Limits } from './domain/validation.js';
+import { Admission } from './api/admission.js';
+import { WatchStreams } from './api/watch-streams.js';
 import { gatewaySecurity, modelServerTransport, type GatewaySecurity } from './security.js';
 
 export interface GatewayDeps {
@@ -70,7 +73,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   const bundle = deps.bundle ?? (await loadBundle(config.bundle));
   const metrics = createGatewayMetrics();
   const retriever = deps.retriever ?? (await OnnxRetriever.load(bundle.retrieverPath, bundle.dModel));
-  const modelServer =
+  const rawModelServer =
     deps.modelServer ??
     new TritonModelServer({
       address: config.modelServer,
@@ -80,6 +83,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       onError: (model) => metrics.tritonErrors.add(1, { model }),
       transport: modelServerTransport(config),
     });
+  const modelServer = new GuardedModelServer(rawModelServer, {
+    failures: config.breakerFailures,
+    resetMs: config.breakerResetMs,
+    logger,
+  });
   const store = deps.store ?? createMemoryStore(config, logger);
 
   const model: MemoryModel = {
@@ -113,10 +121,19 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     metrics,
   });
 
+  // After SIGTERM: `shuttingDown` at once (health NOT_SERVING), `draining` after the drain window (new calls
+  // refused, open streams asked to finish).
+  let shuttingDown = false;
   let draining = false;
+  const openStreams = new Set<() => void>();
+  const watchStreams = new WatchStreams();
+  const admission = new Admission({
+    maxRecommends: config.maxInflightRecommends,
+    maxIngestEvents: config.maxInflightIngest,
+  });
   const { definition, grpc } = loadRecommenderProto();
   const server = new Server({
-    interceptors: security.interceptors,
+    interceptors: [...security.interceptors, watchStreams.interceptor],
     'grpc.max_receive_message_length': Math.max(config.maxRecommendRequestBytes, config.maxMessageBytes),
     'grpc.max_concurrent_streams': config.maxConcurrentStreams,
     ...(config.maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': config.maxConnectionAgeMs } : {}),
@@ -127,7 +144,15 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
   server.addService(
     grpc.automr.v1.RecommenderService.service,
-    createHandlers({ ingest, recommend, logger, metrics, draining: () => draining }),
+    createHandlers({
+      ingest,
+      recommend,
+      logger,
+      metrics,
+      draining: () => draining,
+      admission,
+      openStreams,
+    }),
   );
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
@@ -161,11 +186,14 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   };
   let checking = false;
   const checkHealth = async () => {
-    if (checking || draining) return;
+    if (checking || shuttingDown) return;
     checking = true;
     try {
       const [modelReady, storeReady] = await Promise.all([modelServer.ready(), store.ready()]);
-      if (!draining) setStatus(modelReady && storeReady ? 'SERVING' : 'NOT_SERVING');
+      const serving = modelReady && storeReady;
+      // Encodings that failed while a dependency was away are retried as soon as it is back.
+      if (serving && lastStatus === 'NOT_SERVING') encoder.resumeRetries();
+      if (!shuttingDown) setStatus(serving ? 'SERVING' : 'NOT_SERVING');
     } finally {
       checking = false;
     }
@@ -196,9 +224,18 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   let stopping: Promise<void> | undefined;
   const shutdown = (graceful: boolean): Promise<void> => {
     stopping ??= (async () => {
-      draining = true;
+      shuttingDown = true;
       clearInterval(healthTimer);
       setStatus('NOT_SERVING');
+      if (graceful && config.drainWindowMs > 0) {
+        // Load balancers see NOT_SERVING and move away while calls still succeed.
+        logger.info({ windowMs: config.drainWindowMs }, 'NOT_SERVING; still serving during the drain window');
+        await new Promise((resolve) => setTimeout(resolve, config.drainWindowMs));
+      }
+      draining = true;
+      // Streams do not end on their own: Ingest streams finish once their acks are out, Watch streams end.
+      for (const finish of [...openStreams]) finish();
+      watchStreams.endAll();
       const bound = graceful ? config.drainTimeoutMs : 0;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

@@ -7,7 +7,6 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
-import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
 import { freePort, startOwnRedis, type OwnRedis } from '../own-redis.js';
 import {
   healthClient,
@@ -15,7 +14,6 @@ import {
   ingest,
   startStack,
   tempDir,
-  unary,
   type HealthClient,
   type Stack,
 } from './helpers.js';
@@ -86,10 +84,8 @@ void test('Redis killed: NOT_SERVING ≤ 1 s, new Ingest UNAVAILABLE ≤ 2 s, SE
   t.diagnostic(
     `NOT_SERVING after ${notServingMs} ms; Ingest UNAVAILABLE after ${failedMs} ms; SERVING ${servingMs} ms after Redis accepts again`,
   );
-  const memory = await unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), {
-    user_id: user,
-  });
-  const kept = new Set(memory.entries.map((e) => e.event_id));
+  const entries = await c.getMemory(user);
+  const kept = new Set(entries.map((e) => e.event_id));
   for (let i = 0; i < 50; i++) assert.ok(kept.has(`e${i}`), `acked event e${i} kept`);
   h.close();
 });

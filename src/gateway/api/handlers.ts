@@ -25,6 +25,7 @@ import type { GetMemoryResponse } from '../../generated/automr/v1/GetMemoryRespo
 import type { ForgetUserRequest__Output } from '../../generated/automr/v1/ForgetUserRequest.js';
 import type { ForgetUserResponse } from '../../generated/automr/v1/ForgetUserResponse.js';
 import type { IngestService } from '../domain/ingest.js';
+import type { Admission } from './admission.js';
 import type { RecommendService } from '../domain/recommend.js';
 
 /** Most events of one stream being stored at once; beyond it the stream is paused (back-pressure). */
@@ -37,6 +38,10 @@ export interface HandlerDeps {
   metrics?: GatewayMetrics;
   /** Refuses new calls while draining. */
   draining: () => boolean;
+  /** Per-gateway bounds on in-flight Recommends and Ingest events (none when absent). */
+  admission?: Admission;
+  /** Open Ingest streams register here so that drain can ask them to finish. */
+  openStreams?: Set<() => void>;
 }
 
 function headersOf(metadata: Metadata): Record<string, string> {
@@ -116,11 +121,24 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
         call.emit('error', toServiceError(DRAINING()));
         return;
       }
+      try {
+        d.admission?.admitIngestStream();
+      } catch (error) {
+        call.emit('error', toServiceError(error));
+        return;
+      }
       const parent = extractContext(headersOf(call.metadata));
       const traced = tracingActive();
       let inFlight = 0;
       let ended = false;
       let failed = false;
+      // Drain asked this stream to finish: no new events are read; once the in-flight ones are acked it ends.
+      let closing = false;
+      let waitingForRoom = false;
+      const resumeWhenRoom = () => {
+        waitingForRoom = false;
+        if (inFlight < INGEST_WINDOW && !closing) call.resume();
+      };
       // Acks of durable events resolved in one event-loop turn are written together (corked), in the order they
       // resolved: one write per ack through grpc-js and http2 is the stream's largest fixed cost per event.
       const acks: IngestResponse[] = [];
@@ -138,16 +156,35 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
         call.uncork();
       };
       const finishIfDone = () => {
-        if (ended && inFlight === 0 && !failed) {
+        if (inFlight !== 0 || failed) return;
+        if (ended) {
           flushAcks();
           observe('Ingest', started);
+          d.openStreams?.delete(finish);
           call.end();
+        } else if (closing) {
+          // Every durable ack is written before the stream ends; the client resends the rest elsewhere.
+          flushAcks();
+          failed = true;
+          d.openStreams?.delete(finish);
+          observe('Ingest', started, DRAINING());
+          call.emit('error', toGrpcStatus(DRAINING()));
         }
       };
+      const finish = () => {
+        closing = true;
+        call.pause();
+        finishIfDone();
+      };
+      d.openStreams?.add(finish);
       call.on('data', (req: IngestRequest__Output) => {
         if (failed) return;
         inFlight++;
         if (inFlight >= INGEST_WINDOW) call.pause();
+        if (d.admission?.ingestStarted(resumeWhenRoom) === true) {
+          waitingForRoom = true;
+          call.pause();
+        }
         (traced ? context.with(parent, () => d.ingest.ingest(req)) : d.ingest.ingest(req))
           .then(
             (ack) => {
@@ -178,7 +215,8 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
           )
           .finally(() => {
             inFlight--;
-            if (inFlight < INGEST_WINDOW) call.resume();
+            d.admission?.ingestFinished();
+            if (inFlight < INGEST_WINDOW && !waitingForRoom && !closing) call.resume();
             finishIfDone();
           });
       });
@@ -186,12 +224,13 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
         ended = true;
         finishIfDone();
       });
-      call.on('error', () => {
+      const gone = () => {
         failed = true;
-      });
-      call.on('cancelled', () => {
-        failed = true;
-      });
+        d.openStreams?.delete(finish);
+        d.admission?.forget(resumeWhenRoom);
+      };
+      call.on('error', gone);
+      call.on('cancelled', gone);
     },
 
     Recommend(call: ServerWritableStream<RecommendRequest__Output, RecommendResponse>) {
@@ -212,30 +251,30 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
         { kind: SpanKind.SERVER, attributes: { 'rpc.service': 'automr.v1.RecommenderService' } },
         parent,
         (span) => {
-          d.recommend
-            .recommend(
+          const run = () =>
+            d.recommend.recommend(
               call.request,
               {
                 items: (batch) => write({ items: { items: batch } }),
                 summary: (summary) => write({ summary }),
               },
               signal,
-            )
-            .then(
-              () => {
-                done();
-                span.end();
-                observe('Recommend', started);
-                call.end();
-              },
-              (error: unknown) => {
-                done();
-                span.setStatus({ code: SpanStatusCode.ERROR, message: toAppError(error).message });
-                span.end();
-                observe('Recommend', started, error);
-                call.emit('error', toGrpcStatus(error));
-              },
             );
+          (d.admission ? d.admission.recommend(run) : run()).then(
+            () => {
+              done();
+              span.end();
+              observe('Recommend', started);
+              call.end();
+            },
+            (error: unknown) => {
+              done();
+              span.setStatus({ code: SpanStatusCode.ERROR, message: toAppError(error).message });
+              span.end();
+              observe('Recommend', started, error);
+              call.emit('error', toGrpcStatus(error));
+            },
+          );
         },
       );
     },

@@ -214,6 +214,22 @@ export class Encoder {
     clearTimeout(timer);
   }
 
+  /**
+   * The model server (or store) is back: users waiting out a retry backoff are encoded now, with their backoff
+   * reset, instead of up to `retryMaxMs` later.
+   */
+  resumeRetries(): void {
+    if (this.stopped) return;
+    const users = [...this.retryTimers.keys()];
+    for (const userId of users) {
+      clearTimeout(this.retryTimers.get(userId));
+      this.retryTimers.delete(userId);
+      this.attempts.delete(userId);
+      this.schedule(userId);
+    }
+    if (users.length > 0) this.o.logger.info({ users: users.length }, 'dependencies back; encoding resumed');
+  }
+
   /** Users with encoding work queued or running. */
   backlog(): number {
     return new Set([...this.dirty.keys(), ...this.running.keys(), ...this.retryTimers.keys()]).size;
