@@ -14,8 +14,7 @@ import { defaultConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { retryDelayOf } from '../../src/shared/grpc-status.js';
-import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
-import type { RecommenderServiceClient } from '../../src/generated/automr/v1/RecommenderService.js';
+import type { RecommenderClient } from '../../src/client/recommender-client.js';
 import { freePort } from '../own-redis.js';
 import {
   BUNDLE_DIR,
@@ -27,7 +26,6 @@ import {
   recommend,
   REPO,
   tempDir,
-  unary,
   type HealthClient,
 } from './helpers.js';
 
@@ -35,7 +33,7 @@ let port: number;
 let modelServer: ChildProcess;
 let gateway: RunningGateway;
 let dataDir: string;
-let c: RecommenderServiceClient;
+let c: RecommenderClient;
 let h: HealthClient;
 
 /** Starts the model-server CLI on `port`; resolves once it logs that it is ready. */
@@ -161,8 +159,7 @@ void test('SIGKILL: statuses name no address; after a restart the encoder catche
   await new Promise((r) => setTimeout(r, 3_000));
   modelServer = await spawnModelServer();
   const back = Date.now();
-  const getMemory = () =>
-    unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), { user_id: 'kill' });
+  const getMemory = async () => ({ entries: await c.getMemory('kill') });
   let encodedMs = -1;
   while (Date.now() - back < 5_000) {
     const m = await getMemory();
