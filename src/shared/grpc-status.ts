@@ -86,7 +86,7 @@ export function retryDelayOf(details: Buffer): number | undefined {
  */
 export function scrubbed(message: string): string {
   return message
-    .replace(/\[[0-9a-fA-F:.]+\](:\d+)?/g, '<address>')
+    .replace(/\[[0-9a-fA-F]*:[0-9a-fA-F:.]*\](:\d+)?/g, '<address>')
     .replace(/\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b/g, '<address>')
     .replace(/\b[A-Za-z][\w.-]*:\d{2,5}\b/g, '<address>')
     .replace(/(^|[\s'"(=])\/(?:[\w.@-]+\/)+[\w.@-]*/g, '$1<path>');

@@ -17,10 +17,11 @@ const MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 1
 export function createGatewayMetrics(): GatewayMetrics {
   const meter = metrics.getMeter('automr-gateway');
   return {
-    requestDuration: meter.createHistogram('automr_request_duration_ms', {
-      description: 'gRPC request latency by method and status',
-      unit: 'ms',
-      advice: { explicitBucketBoundaries: MS_BUCKETS },
+    // OpenTelemetry RPC semantic conventions: seconds, rpc.system/service/method, rpc.grpc.status_code.
+    requestDuration: meter.createHistogram('rpc.server.call.duration', {
+      description: 'Measures the duration of inbound RPCs',
+      unit: 's',
+      advice: { explicitBucketBoundaries: MS_BUCKETS.map((ms) => ms / 1000) },
     }),
     stageDuration: meter.createHistogram('automr_stage_duration_ms', {
       description: 'latency of one pipeline stage (memory.read, encode, retrieve, infer, memory.write)',

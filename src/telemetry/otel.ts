@@ -5,7 +5,7 @@
  */
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import { envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
@@ -33,7 +33,7 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
   if (options.metricsPort !== undefined && options.metricsPort > 0) {
     const exporter = new PrometheusExporter({
       port: options.metricsPort,
-      host: options.metricsHost ?? '0.0.0.0',
+      host: options.metricsHost ?? '127.0.0.1',
       preventServerStart: true,
     });
     await exporter.startServer().catch((error: unknown) => {
@@ -52,6 +52,9 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
     process.env.OTEL_METRICS_EXPORTER = 'none';
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName }),
+    // Only OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME: the host and process detectors would publish host name,
+    // PID, command line and process owner in every export (Prometheus target_info included).
+    resourceDetectors: [envDetector],
     textMapPropagator: new W3CTraceContextPropagator(),
     ...(spanProcessors !== undefined ? { spanProcessors } : {}),
     ...(prometheus !== undefined ? { metricReader: prometheus } : {}),

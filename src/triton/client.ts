@@ -167,7 +167,8 @@ export class TritonClient {
       'grpc.http2.max_pings_without_data': 2,
       // Reconnect quickly after a refused connection (the default first backoff is 1 s).
       'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 2000,
+      // ... and find a restarted server within half a second (the encoder resumes within 2 s of recovery).
+      'grpc.max_reconnect_backoff_ms': 500,
       // Each pooled channel gets its own connection instead of sharing one subchannel.
       'grpc.use_local_subchannel_pool': 1,
     };

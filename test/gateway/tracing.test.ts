@@ -22,7 +22,6 @@ before(async () => {
     serviceName: 'automr-test',
     spanProcessors: [new SimpleSpanProcessor(exporter)],
     metricsPort,
-    metricsHost: '127.0.0.1',
   });
   stack = await startStack('automr-trace-');
   ({ gateway, client: c } = stack);
@@ -67,7 +66,7 @@ void test('one Recommend: server span → memory.read, retrieve, triton.infer au
   assert.equal(rec.summary?.retrieved.length, 1);
 
   const spans = exporter.getFinishedSpans();
-  const root = spans.find((s) => s.name === 'Recommend');
+  const root = spans.find((s) => s.name === 'automr.v1.RecommenderService/Recommend');
   assert.ok(root, 'a Recommend server span');
   assert.equal(root.kind, SpanKind.SERVER);
   const trace = spans.filter((s) => s.spanContext().traceId === root.spanContext().traceId);
@@ -89,7 +88,6 @@ void test('metrics are exported for Prometheus: request and stage latency, inges
   assert.equal((await recommend(c, 'trace-user', 3)).items.length, 3);
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   for (const series of [
-    'automr_request_duration_ms_bucket{method="Recommend",code="OK"',
     'automr_stage_duration_ms_bucket{stage="infer"',
     'automr_stage_duration_ms_bucket{stage="memory.write"',
     'automr_ingest_lag_ms_count',
@@ -98,6 +96,14 @@ void test('metrics are exported for Prometheus: request and stage latency, inges
   ]) {
     assert.ok(text.includes(series), `missing ${series}`);
   }
+  // rpc.server.call.duration (seconds) as the OpenTelemetry RPC conventions name it and its attributes.
+  assert.match(
+    text,
+    /rpc_server_call_duration_bucket\{[^}]*rpc_method="Recommend"[^}]*rpc_grpc_status_code="0"/,
+  );
+  assert.match(text, /# UNIT rpc_server_call_duration s/);
+  // The resource published with the metrics names the service, not the host or the process.
+  assert.doesNotMatch(text, /process_command|process_owner|process_pid|host_name|process_executable/);
 });
 
 function freePort(): Promise<number> {

@@ -11,7 +11,8 @@ import type {
   sendUnaryData,
 } from '@grpc/grpc-js';
 import { AppError, toAppError } from '../../shared/errors.js';
-import { toGrpcStatus, toServiceError } from '../../shared/grpc-status.js';
+import { grpcStatusOf, toGrpcStatus, toServiceError } from '../../shared/grpc-status.js';
+import { SERVICE_NAME } from '../../shared/recommender-proto.js';
 import type { Logger } from '../../shared/logger.js';
 import { extractContext, tracer, tracingActive } from '../../shared/tracing.js';
 import type { GatewayMetrics } from '../../shared/metrics.js';
@@ -79,13 +80,25 @@ function signalOf(call: {
   };
 }
 
+/** Server span names and attributes as the OpenTelemetry RPC conventions say: `package.Service/Method`. */
+const spanName = (method: string) => `${SERVICE_NAME}/${method}`;
+const rpcAttributes = (method: string) => ({
+  'rpc.system': 'grpc',
+  'rpc.service': SERVICE_NAME,
+  'rpc.method': method,
+});
+
 const DRAINING = () =>
   new AppError('UNAVAILABLE', 'gateway is shutting down; retry on another instance', { retryable: true });
 
 export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
   const observe = (method: string, started: number, error?: unknown) => {
-    const code = error === undefined ? 'OK' : toAppError(error).code;
-    d.metrics?.requestDuration.record(performance.now() - started, { method, code });
+    d.metrics?.requestDuration.record((performance.now() - started) / 1000, {
+      'rpc.system': 'grpc',
+      'rpc.service': SERVICE_NAME,
+      'rpc.method': method,
+      'rpc.grpc.status_code': error === undefined ? 0 : grpcStatusOf(toAppError(error).code),
+    });
     if (error !== undefined && toAppError(error).code === 'INTERNAL')
       d.logger.error({ err: error, method }, 'request failed');
   };
@@ -96,21 +109,26 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
       const started = performance.now();
       if (d.draining()) return callback(toServiceError(DRAINING()));
       const parent = extractContext(headersOf(call.metadata));
-      tracer().startActiveSpan(method, { kind: SpanKind.SERVER }, parent, (span) => {
-        work(call.request).then(
-          (res) => {
-            span.end();
-            observe(method, started);
-            callback(null, res);
-          },
-          (error: unknown) => {
-            span.setStatus({ code: SpanStatusCode.ERROR, message: toAppError(error).message });
-            span.end();
-            observe(method, started, error);
-            callback(toServiceError(error));
-          },
-        );
-      });
+      tracer().startActiveSpan(
+        spanName(method),
+        { kind: SpanKind.SERVER, attributes: rpcAttributes(method) },
+        parent,
+        (span) => {
+          work(call.request).then(
+            (res) => {
+              span.end();
+              observe(method, started);
+              callback(null, res);
+            },
+            (error: unknown) => {
+              span.setStatus({ code: SpanStatusCode.ERROR, message: toAppError(error).message });
+              span.end();
+              observe(method, started, error);
+              callback(toServiceError(error));
+            },
+          );
+        },
+      );
     };
   }
 
@@ -247,8 +265,8 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
           else call.once('drain', () => resolve());
         });
       tracer().startActiveSpan(
-        'Recommend',
-        { kind: SpanKind.SERVER, attributes: { 'rpc.service': 'automr.v1.RecommenderService' } },
+        spanName('Recommend'),
+        { kind: SpanKind.SERVER, attributes: rpcAttributes('Recommend') },
         parent,
         (span) => {
           const run = () =>
