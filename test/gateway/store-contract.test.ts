@@ -19,6 +19,10 @@ const ev = (userId: string, n: number, ts = 1_000 + n): NewEvent => ({
   timestampMs: ts,
 });
 
+/** Consumed-set bound the contract runs with (small, so eviction is exercised). */
+const CONSUMED_MAX = 6;
+const items = (...n: number[]) => n.map((i) => `item-${i}`).sort();
+
 function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanup: () => Promise<void> }>) {
   void describe(`MemoryStore contract: ${name}`, () => {
     let store: MemoryStore;
@@ -245,6 +249,43 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       assert.equal(new Set(entries.map((e) => e.seq)).size, streams * perStream);
     });
 
+    void test('consumed set: items of accepted events beyond the history cap, the newest CONSUMED_MAX by event time', async () => {
+      const u = 'consumed-1';
+      const put = (eventId: string, item: number, ts: number) =>
+        store.append({ userId: u, eventId, itemId: `item-${item}`, token: 3 + item, timestampMs: ts }, 3);
+      for (let i = 0; i < 12; i++) await put(`e${i}`, i, 1000 + i);
+      assert.equal((await store.read(u)).length, 3, 'history capped at 3');
+      const sorted = async () => (await store.consumed(u)).sort();
+      assert.deepEqual(await sorted(), items(6, 7, 8, 9, 10, 11), 'the 6 newest of 12 consumed items');
+      assert.equal((await put('e3', 40, 5000)).status, 'duplicate');
+      assert.deepEqual(await sorted(), items(6, 7, 8, 9, 10, 11), 'a duplicate adds nothing');
+      await put('again-7', 7, 2000); // consumed again: now the newest
+      await put('e12', 12, 2001); // evicts the oldest: item-6
+      await put('e13', 13, 2002); // then item-8 (item-7 was refreshed)
+      assert.deepEqual(await sorted(), items(7, 9, 10, 11, 12, 13));
+      await put('late-9', 9, 1); // an older event of a known item does not make it older
+      await put('late-20', 20, 2); // an unknown item older than all kept ones is evicted at once
+      assert.deepEqual(await sorted(), items(7, 9, 10, 11, 12, 13));
+      await store.forget(u);
+      assert.deepEqual(await store.consumed(u), [], 'ForgetUser removes the consumed set');
+      await put('new', 1, 10);
+      assert.deepEqual(await store.consumed(u), ['item-1']);
+      assert.deepEqual(await store.consumed('never-seen'), []);
+    });
+
+    void test('concurrent appends of one user keep every consumed item within the bound', async () => {
+      const u = 'consumed-2';
+      await Promise.all(
+        Array.from({ length: 5 }, (_, i) =>
+          store.append(
+            { userId: u, eventId: `c${i}`, itemId: `item-${i}`, token: 3, timestampMs: 10 + i },
+            100,
+          ),
+        ),
+      );
+      assert.deepEqual((await store.consumed(u)).sort(), items(0, 1, 2, 3, 4));
+    });
+
     void test('forget removes everything; the user may start again', async () => {
       await store.append(ev('u7', 1), 100);
       await store.append(ev('u7', 2), 100);
@@ -269,7 +310,7 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
 void contract('lmdb', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'automr-lmdb-'));
   return Promise.resolve({
-    store: new LmdbMemoryStore(dir),
+    store: new LmdbMemoryStore(dir, { consumedMax: CONSUMED_MAX }),
     cleanup: () => Promise.resolve(rmSync(dir, { recursive: true, force: true })),
   });
 });
@@ -313,7 +354,12 @@ void contract('redis', async () => {
     throw new Error(`Redis at ${REDIS_URL} is unreachable; these tests need it`, { cause: error });
   });
   return {
-    store: new RedisMemoryStore({ url: REDIS_URL, prefix, idempotencyTtlMs: 60_000 }),
+    store: new RedisMemoryStore({
+      url: REDIS_URL,
+      prefix,
+      idempotencyTtlMs: 60_000,
+      consumedMax: CONSUMED_MAX,
+    }),
     cleanup: async () => {
       let cursor = '0';
       do {

@@ -4,7 +4,9 @@
  * to disk, so an acked event survives kill -9 of the process and a power cut.
  *
  * Layout (ordered-binary array keys): ['e', user, timestampMs, seq] → entry, ['i', user, eventId] → seq
- * (idempotency), ['c', user] → last seq. One gateway process owns a data directory (lmdb's lock allows more
+ * (idempotency), ['c', user] → last seq; the consumed set: ['s', user, itemId] → [timestampMs, seq] of the item's
+ * newest event, and ['o', user, timestampMs, seq] → itemId, its recency order (the oldest are evicted beyond
+ * `consumedMax`). The consumed item is written in the same transaction as the event. One gateway process owns a data directory (lmdb's lock allows more
  * readers, but the sequence numbers are handed out in-process), and the
  * idempotency key guards the write itself (`ifNoExists`), so a duplicate can never be stored twice. Entries above the
  * history cap are trimmed right after the commit (so the cap may be exceeded by in-flight appends for a moment).
@@ -23,7 +25,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { open, type Key, type RootDatabase } from 'lmdb';
-import { AppError } from '../../shared/errors.js';
+import { AppError, throwIfAborted } from '../../shared/errors.js';
 import type { AppendResult, MemoryStore, NewEvent, StoredEntry, VectorUpdate } from '../domain/ports.js';
 import { KeyedMutex } from '../domain/keyed-mutex.js';
 
@@ -35,6 +37,9 @@ interface EntryValue {
   v?: Uint8Array;
 }
 
+/** Values: entries, seqs (idempotency, last seq), consumed [timestampMs, seq] and order → itemId. */
+type StoredValue = EntryValue | number | string | [number, number];
+
 const MAX_TS = Number.MAX_SAFE_INTEGER;
 
 /** An entry from its key ['e', user, timestampMs, seq] and value, with its encoding key but not its vector. */
@@ -44,6 +49,15 @@ function entryOf(key: Key, v: EntryValue): StoredEntry {
   if (v.k !== undefined) entry.encKey = v.k;
   return entry;
 }
+/**
+ * Keys ['s', user, itemId] of one user's consumed set. Array elements are joined by byte 30 in ordered-binary, so
+ * ['s', user + U+001F] sorts after every ['s', user, …] and before any other user's keys (user ids hold no
+ * control characters: validation refuses them).
+ */
+function consumedRange(u: string): { start: Key; end: Key } {
+  return { start: ['s', u], end: ['s', `${u}\u001f`] };
+}
+
 /** Vectors per shared allocation in `read` (a full history is 109 entries). */
 const VECTORS_PER_POOL = 128;
 /** Users whose decoded history `read` keeps by default (a full history with 64-float vectors is ~45 KB). */
@@ -79,11 +93,15 @@ function precedes(a: StoredEntry, ts: number, seq: number): boolean {
 export interface LmdbStoreOptions {
   /** Users whose decoded history is kept for `read` (least recently read dropped first); 0 turns it off. */
   cachedUsers?: number;
+  /** Consumed items kept per user (the newest by event time); default 10,000. */
+  consumedMax?: number;
 }
+
+export const DEFAULT_CONSUMED_MAX = 10_000;
 
 export class LmdbMemoryStore implements MemoryStore {
   readonly kind = 'lmdb';
-  private readonly db: RootDatabase<EntryValue | number, Key>;
+  private readonly db: RootDatabase<StoredValue, Key>;
   /** Serialises the read-then-write steps that remove or rewrite entries (trim, vectors, forget) per user. */
   private readonly locks = new KeyedMutex();
   /** Last arrival sequence per user, ahead of what is committed. */
@@ -105,14 +123,16 @@ export class LmdbMemoryStore implements MemoryStore {
    */
   private readonly tails = new Map<string, Tail>();
   private closed = false;
+  private readonly consumedMax: number;
 
   constructor(dataDir: string, options: LmdbStoreOptions = {}) {
     this.cachedUsers = options.cachedUsers ?? DEFAULT_CACHED_USERS;
+    this.consumedMax = options.consumedMax ?? DEFAULT_CONSUMED_MAX;
     const dir = path.resolve(dataDir);
     mkdirSync(dir, { recursive: true });
     // Sync stays on (the default): a resolved write plus `flushed` means durable.
     // Shared msgpackr structures: entries are not self-describing records (smaller values, cheaper decode).
-    this.db = open<EntryValue | number, Key>({
+    this.db = open<StoredValue, Key>({
       path: path.join(dir, 'memory.mdb'),
       compression: false,
       sharedStructuresKey: Symbol.for('automr.structures'),
@@ -150,6 +170,7 @@ export class LmdbMemoryStore implements MemoryStore {
           item: event.itemId,
           tok: event.token,
         });
+        this.putConsumed(u, event.itemId, event.timestampMs, seq);
       }),
     );
     if (pending === undefined) this.pending.set(u, (pending = new Map<string, Promise<boolean>>()));
@@ -171,6 +192,9 @@ export class LmdbMemoryStore implements MemoryStore {
       });
     await this.db.flushed;
     if (!written) return { status: 'duplicate' };
+    // A user can hold more consumed items than events only if seq exceeds the bound: counted natively, cheap.
+    if (seq > this.consumedMax && this.db.getKeysCount(consumedRange(u)) > this.consumedMax)
+      await this.locks.run(u, () => this.evictConsumed(u));
     let dropped = false;
     // Sequence numbers start at 1 per user (again after forget), so a user never holds more entries than `seq`.
     const count = seq > maxHistory ? this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] }) : 0;
@@ -199,6 +223,49 @@ export class LmdbMemoryStore implements MemoryStore {
     }
     await this.db.flushed;
     return removed;
+  }
+
+  /**
+   * Queues (inside the append's conditional write) the consumed item's recency: only an event newer than the item's
+   * newest known one moves it. The read is of committed state; a racing append of the same item may leave an older
+   * order key behind, which eviction recognises (its seq no longer matches) and removes.
+   */
+  private putConsumed(u: string, itemId: string, ts: number, seq: number): void {
+    const key: Key = ['s', u, itemId];
+    const old = this.db.get(key) as [number, number] | undefined;
+    if (old !== undefined && (old[0] > ts || (old[0] === ts && old[1] > seq))) return;
+    if (old !== undefined) void this.db.remove(['o', u, old[0], old[1]]);
+    void this.db.put(key, [ts, seq]);
+    void this.db.put(['o', u, ts, seq], itemId);
+  }
+
+  /** Drops the user's oldest consumed items beyond `consumedMax` (and stale order keys on the way). */
+  private async evictConsumed(u: string): Promise<void> {
+    let excess = this.db.getKeysCount(consumedRange(u)) - this.consumedMax;
+    if (excess <= 0) return;
+    const removals: Key[] = [];
+    for (const { key, value } of this.db.getRange({ start: ['o', u], end: ['o', u, MAX_TS] })) {
+      if (excess <= 0) break;
+      const k = key as [string, string, number, number];
+      const itemId = value as string;
+      const current = this.db.get(['s', u, itemId]) as [number, number] | undefined;
+      removals.push(key);
+      if (current !== undefined && current[0] === k[2] && current[1] === k[3]) {
+        removals.push(['s', u, itemId]);
+        excess--;
+      }
+    }
+    await this.write(u, () => Promise.all(removals.map((key) => this.db.remove(key))));
+    await this.db.flushed;
+  }
+
+  async consumed(userId: string, signal?: AbortSignal): Promise<string[]> {
+    this.assertOpen();
+    throwIfAborted(signal);
+    const items: string[] = [];
+    for (const key of this.db.getKeys(consumedRange(userId)))
+      items.push((key as [string, string, string])[2]);
+    return Promise.resolve(items);
   }
 
   private nextSeq(u: string): number {
@@ -374,7 +441,7 @@ export class LmdbMemoryStore implements MemoryStore {
     this.tails.delete(userId);
     let removed = 0;
     const writes: Promise<boolean>[] = [];
-    for (const prefix of ['e', 'i'] as const) {
+    for (const prefix of ['e', 'i', 's', 'o'] as const) {
       for (const key of this.db.getKeys({ start: [prefix, userId] })) {
         const k = key as unknown[];
         if (k[0] !== prefix || k[1] !== userId) break;

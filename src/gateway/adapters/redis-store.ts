@@ -5,13 +5,15 @@
  * step, so concurrent streams for one user lose nothing. Idempotency keys expire after a TTL.
  *
  * Per user: `seq` (counter), `z` (sorted set: score = timestamp, member = zero-padded seq, so ties keep arrival
- * order), `e` (hash seq → event JSON), `v` (hash seq → encoding), `i` (sorted set eventId → expiry time).
+ * order), `e` (hash seq → event JSON), `v` (hash seq → encoding), `i` (sorted set eventId → expiry time), `c` (the
+ * consumed set: sorted set itemId → newest event time, the oldest evicted beyond `consumedMax`, updated by the
+ * append script itself, so it is exactly as durable as the event).
  * Durability of an acked event is whatever the Redis server's persistence (AOF/replication) guarantees.
  */
 import { once } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
-import { AppError } from '../../shared/errors.js';
+import { AppError, throwIfAborted } from '../../shared/errors.js';
 import {
   clusterRetryStrategy,
   redisConnectionOptions,
@@ -20,7 +22,7 @@ import {
 import type { AppendResult, MemoryStore, NewEvent, StoredEntry, VectorUpdate } from '../domain/ports.js';
 
 const APPEND_LUA = `
-local seqKey, zKey, eKey, vKey, iKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local seqKey, zKey, eKey, vKey, iKey, cKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local eventId, payload, ts = ARGV[1], ARGV[2], ARGV[3]
 local now, ttl, maxHistory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', iKey, '-inf', now)
@@ -39,6 +41,10 @@ if n > keep then
   redis.call('HDEL', eKey, unpack(old))
   redis.call('HDEL', vKey, unpack(old))
 end
+-- GT: an event older than the item's newest known one does not move it; new items are added.
+redis.call('ZADD', cKey, 'GT', ts, ARGV[8])
+local consumed, consumedMax = redis.call('ZCARD', cKey), tonumber(ARGV[9])
+if consumed > consumedMax then redis.call('ZREMRANGEBYRANK', cKey, 0, consumed - consumedMax - 1) end
 local dropped = 0
 if n > maxHistory then
   -- trimmed, or kept only as window context before the history view
@@ -46,7 +52,7 @@ if n > maxHistory then
   if not rank or rank >= maxHistory then dropped = 1 end
 end
 -- The user index (drives background re-encoding) is outside the user's slot: only on a single Redis node.
-if KEYS[6] then redis.call('SADD', KEYS[6], ARGV[8]) end
+if KEYS[7] then redis.call('SADD', KEYS[7], ARGV[10]) end
 return {1, seq, dropped}
 `;
 
@@ -73,7 +79,7 @@ return {z, redis.call('HMGET', eKey, unpack(members)), redis.call('HMGET', vKey,
 
 const FORGET_LUA = `
 local n = redis.call('ZCARD', KEYS[2])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return n
 `;
 
@@ -94,6 +100,8 @@ export interface RedisStoreOptions {
   url: string;
   prefix?: string;
   idempotencyTtlMs?: number;
+  /** Consumed items kept per user (the newest by event time); default 10,000. */
+  consumedMax?: number;
   logger?: Logger;
   /** TLS, credentials and command timeout (see redis-connection.ts). */
   connection?: RedisConnectionSettings;
@@ -104,12 +112,14 @@ export class RedisMemoryStore implements MemoryStore {
   private readonly client: Client & ScriptClient;
   private readonly prefix: string;
   private readonly ttlMs: number;
+  private readonly consumedMax: number;
   /** On Redis Cluster the user index (another slot) is added in a second step; on one node, in the script. */
   private readonly cluster: boolean;
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix ?? 'automr';
     this.ttlMs = options.idempotencyTtlMs ?? 7 * 24 * 3600 * 1000;
+    this.consumedMax = options.consumedMax ?? 10_000;
     const common = redisConnectionOptions(options.url, options.connection);
     let client: Client;
     if (options.url.startsWith('redis-cluster://')) {
@@ -133,18 +143,25 @@ export class RedisMemoryStore implements MemoryStore {
     client.on('error', (error: Error) =>
       options.logger?.warn({ err: error.message }, 'redis connection error'),
     );
-    client.defineCommand('automrAppend', { numberOfKeys: 5, lua: APPEND_LUA });
-    client.defineCommand('automrAppendIndexed', { numberOfKeys: 6, lua: APPEND_LUA });
+    client.defineCommand('automrAppend', { numberOfKeys: 6, lua: APPEND_LUA });
+    client.defineCommand('automrAppendIndexed', { numberOfKeys: 7, lua: APPEND_LUA });
     this.cluster = client instanceof Cluster;
     client.defineCommand('automrPutVectors', { numberOfKeys: 2, lua: PUT_VECTORS_LUA });
-    client.defineCommand('automrForget', { numberOfKeys: 5, lua: FORGET_LUA });
+    client.defineCommand('automrForget', { numberOfKeys: 6, lua: FORGET_LUA });
     client.defineCommand('automrReadTail', { numberOfKeys: 3, lua: READ_TAIL_LUA });
     this.client = client as Client & ScriptClient;
   }
 
   private keys(userId: string) {
     const base = `${this.prefix}:{u:${userId}}`;
-    return { seq: `${base}:seq`, z: `${base}:z`, e: `${base}:e`, v: `${base}:v`, i: `${base}:i` };
+    return {
+      seq: `${base}:seq`,
+      z: `${base}:z`,
+      e: `${base}:e`,
+      v: `${base}:v`,
+      i: `${base}:i`,
+      c: `${base}:c`,
+    };
   }
 
   private get usersKey(): string {
@@ -172,11 +189,31 @@ export class RedisMemoryStore implements MemoryStore {
   async append(event: NewEvent, maxHistory: number, context = 0): Promise<AppendResult> {
     const k = this.keys(event.userId);
     const payload = JSON.stringify({ id: event.eventId, item: event.itemId, tok: event.token });
-    const args = [event.eventId, payload, event.timestampMs, Date.now(), this.ttlMs, maxHistory, context];
+    const args = [
+      event.eventId,
+      payload,
+      event.timestampMs,
+      Date.now(),
+      this.ttlMs,
+      maxHistory,
+      context,
+      event.itemId,
+      this.consumedMax,
+    ];
     const [accepted, seq, dropped] = await this.call(() =>
       this.cluster
-        ? this.client.automrAppend(k.seq, k.z, k.e, k.v, k.i, ...args)
-        : this.client.automrAppendIndexed(k.seq, k.z, k.e, k.v, k.i, this.usersKey, ...args, event.userId),
+        ? this.client.automrAppend(k.seq, k.z, k.e, k.v, k.i, k.c, ...args)
+        : this.client.automrAppendIndexed(
+            k.seq,
+            k.z,
+            k.e,
+            k.v,
+            k.i,
+            k.c,
+            this.usersKey,
+            ...args,
+            event.userId,
+          ),
     );
     if (accepted === 0) return { status: 'duplicate' };
     // On a cluster the user index lives outside the user's slot, so it is a second step.
@@ -250,9 +287,14 @@ export class RedisMemoryStore implements MemoryStore {
     await this.call(() => this.client.automrPutVectors(k.e, k.v, ...args));
   }
 
+  async consumed(userId: string, signal?: AbortSignal): Promise<string[]> {
+    throwIfAborted(signal);
+    return this.call(() => this.client.zrange(this.keys(userId).c, '0', '-1'));
+  }
+
   async forget(userId: string): Promise<number> {
     const k = this.keys(userId);
-    const removed = await this.call(() => this.client.automrForget(k.seq, k.z, k.e, k.v, k.i));
+    const removed = await this.call(() => this.client.automrForget(k.seq, k.z, k.e, k.v, k.i, k.c));
     await this.call(() => this.client.srem(this.usersKey, userId));
     return removed;
   }

@@ -80,6 +80,11 @@ export interface MemoryStore {
   readTail(userId: string, sinceTimestampMs: number, context: number): Promise<StoredEntry[]>;
   /** Stores encodings; updates for entries that no longer exist are ignored. */
   putVectors(userId: string, updates: VectorUpdate[]): Promise<void>;
+  /**
+   * The user's consumed item ids (any order): every item of an accepted event, kept beyond the history cap up to
+   * the store's bound (the newest by event time), written in the same atomic, durable step as the event.
+   */
+  consumed(userId: string, signal?: AbortSignal): Promise<string[]>;
   /** Deletes everything held for the user; resolves to the number of history entries removed. */
   forget(userId: string): Promise<number>;
   /** Every user with a history (for the background re-encoder). */
