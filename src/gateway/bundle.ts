@@ -22,7 +22,24 @@ const manifestSchema = z.object({
   top_k: z.number().int().positive(),
   special_tokens: z.object({ pad: z.number().int(), bos: z.number().int(), unk: z.number().int() }),
   retriever: z.object({ file: z.string().min(1) }).passthrough(),
-  catalog: z.array(z.object({ item_id: z.string(), token: z.number().int(), title: z.string() })),
+  catalog: z
+    .array(z.object({ item_id: z.string(), token: z.number().int(), title: z.string() }))
+    .min(1)
+    .refine(
+      (c) => c.every((item, j) => item.token === (c[0]?.token ?? 0) + j),
+      'catalog tokens must be consecutive (token = first item token + row)',
+    ),
+  /** Serving policy decided from the training data; absent in older bundles. */
+  policy: z
+    .object({
+      exclude_consumed: z.boolean(),
+      memory_k: z.number().int().min(0),
+      repeat_rate: z.number().optional(),
+      trained_with_exclusion: z.boolean().optional(),
+      reason: z.string().optional(),
+    })
+    .passthrough()
+    .optional(),
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;
@@ -40,7 +57,23 @@ export interface Bundle extends Catalog {
   window: number;
   maxMemory: number;
   catalog: CatalogItem[];
+  /** Bytes of the packed `exclude_mask` input: ceil(catalog size / 8). */
+  maskBytes: number;
+  policy: BundlePolicy;
 }
+
+/** What the bundle says to serve by default (docs/BUNDLE.md); bundles without a policy get DEFAULT_POLICY. */
+export interface BundlePolicy {
+  excludeConsumed: boolean;
+  memoryK: number;
+  reason: string;
+}
+
+export const DEFAULT_POLICY: BundlePolicy = {
+  excludeConsumed: false,
+  memoryK: 1,
+  reason: 'bundle has no policy (exported before it existed)',
+};
 
 export async function loadBundle(dir: string): Promise<Bundle> {
   const manifestPath = path.resolve(dir, 'manifest.json');
@@ -83,5 +116,16 @@ export async function loadBundle(dir: string): Promise<Bundle> {
     tokenOf: (itemId) => byId.get(itemId)?.token,
     itemOf: (token) => byToken.get(token),
     catalog,
+    size: catalog.length,
+    itemTokenBase: catalog[0]?.token ?? 0,
+    maskBytes: (catalog.length + 7) >> 3,
+    policy:
+      manifest.policy === undefined
+        ? DEFAULT_POLICY
+        : {
+            excludeConsumed: manifest.policy.exclude_consumed,
+            memoryK: Math.min(manifest.policy.memory_k, manifest.max_memory),
+            reason: manifest.policy.reason ?? '',
+          },
   };
 }

@@ -75,9 +75,9 @@ const OPTIONS = {
   memoryK: {
     flag: 'memory-k',
     env: 'AUTOMR_MEMORY_K',
-    help: 'memories retrieved when a request says memory_k = 0',
-    default: '1',
-    schema: int(1, 90),
+    help: "memories retrieved when a request says memory_k = 0: auto (the bundle policy's memory_k; 1 without a policy) or 0..90 (0 = serve without memory)",
+    default: 'auto',
+    schema: z.union([z.literal('auto'), int(0, 90)]),
   },
   maxHistory: {
     flag: 'max-history',
@@ -141,6 +141,35 @@ const OPTIONS = {
     help: 'fatal|error|warn|info|debug|trace|silent',
     default: 'info',
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  },
+  // — quality (issue 10) —
+  maxExcludeItems: {
+    flag: 'max-exclude-items',
+    env: 'AUTOMR_MAX_EXCLUDE_ITEMS',
+    help: 'most exclude_item_ids in one Recommend (more is INVALID_ARGUMENT)',
+    default: '1000',
+    schema: int(0, 100_000),
+  },
+  maxCandidateItems: {
+    flag: 'max-candidate-items',
+    env: 'AUTOMR_MAX_CANDIDATE_ITEMS',
+    help: 'most candidate_item_ids in one Recommend (more is INVALID_ARGUMENT)',
+    default: '10000',
+    schema: int(0, 100_000),
+  },
+  excludeConsumed: {
+    flag: 'exclude-consumed',
+    env: 'AUTOMR_EXCLUDE_CONSUMED',
+    help: "leave the user's consumed items out of Recommend when a request does not say: auto (the bundle policy; off without one), true or false",
+    default: 'auto',
+    schema: z.enum(['auto', 'true', 'false']),
+  },
+  consumedMax: {
+    flag: 'consumed-max',
+    env: 'AUTOMR_CONSUMED_MAX',
+    help: 'consumed items kept per user for the exclusion (the newest by event time)',
+    default: '10000',
+    schema: int(1, 1_000_000),
   },
   // — security (issue 11) —
   auth: {

@@ -51,11 +51,13 @@ export interface RunningGateway {
 }
 
 export function createMemoryStore(config: GatewayConfig, logger: Logger): MemoryStore {
-  if (config.memoryStore === 'lmdb') return new LmdbMemoryStore(config.dataDir);
+  if (config.memoryStore === 'lmdb')
+    return new LmdbMemoryStore(config.dataDir, { consumedMax: config.consumedMax });
   return new RedisMemoryStore({
     url: config.memoryStore,
     prefix: config.redisPrefix,
     idempotencyTtlMs: config.idempotencyTtlS * 1000,
+    consumedMax: config.consumedMax,
     logger,
     connection: {
       tlsCa: config.redisTlsCa,
@@ -97,7 +99,12 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     bos: bundle.tokens.bos,
     maxHistory: config.maxHistory,
   };
-  const limits: Limits = { ...DEFAULT_LIMITS, maxFutureMs: config.maxFutureMs };
+  const limits: Limits = {
+    ...DEFAULT_LIMITS,
+    maxFutureMs: config.maxFutureMs,
+    maxExcludeItems: config.maxExcludeItems,
+    maxCandidateItems: config.maxCandidateItems,
+  };
   const encoder = new Encoder({ store, modelServer, model, batchSize: config.encodeBatch, logger, metrics });
   const ingest = new IngestService({
     store,
@@ -108,6 +115,13 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     historyContext: retainedEntries(model) - model.maxHistory,
     metrics,
   });
+  // What a request that leaves memory_k / exclude_consumed unset gets: the deployment setting, `auto` = the bundle's.
+  const defaultMemoryK = Math.min(
+    config.memoryK === 'auto' ? bundle.policy.memoryK : config.memoryK,
+    bundle.maxMemory,
+  );
+  const excludeConsumed =
+    config.excludeConsumed === 'auto' ? bundle.policy.excludeConsumed : config.excludeConsumed === 'true';
   const recommend = new RecommendService({
     store,
     modelServer,
@@ -116,7 +130,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     catalog: bundle,
     model,
     limits,
-    defaultMemoryK: Math.min(config.memoryK, bundle.maxMemory),
+    defaultMemoryK,
+    excludeConsumed,
     encodeWaitMs: config.encodeWaitMs,
     metrics,
   });
@@ -217,6 +232,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       modelVersion: bundle.modelVersion,
       auth: security.auth,
       tls: security.tls,
+      excludeConsumed,
+      memoryK: defaultMemoryK,
+      policy: bundle.policy.reason,
     },
     'gateway listening',
   );

@@ -10,8 +10,17 @@ void test('defaults', () => {
   assert.equal(config?.memoryStore, 'lmdb');
   assert.equal(config?.modelServer, '127.0.0.1:8001');
   assert.equal(config?.bundle, './bundle');
-  assert.equal(config?.memoryK, 1);
+  assert.equal(config?.memoryK, 'auto');
   assert.equal(config?.maxHistory, 100);
+  assert.equal(config?.maxExcludeItems, 1000);
+  assert.equal(config?.maxCandidateItems, 10_000);
+});
+
+void test('AUTOMR_MEMORY_K: auto (the bundle policy) or a number, 0 = serve without memory', () => {
+  assert.equal(loadConfig([], { AUTOMR_MEMORY_K: 'auto' }).config?.memoryK, 'auto');
+  assert.equal(loadConfig([], { AUTOMR_MEMORY_K: '0' }).config?.memoryK, 0);
+  assert.throws(() => loadConfig([], { AUTOMR_MEMORY_K: 'some' }), /AUTOMR_MEMORY_K/);
+  assert.throws(() => loadConfig([], { AUTOMR_MEMORY_K: '91' }), /AUTOMR_MEMORY_K/);
 });
 
 void test('flags win over AUTOMR_* environment', () => {

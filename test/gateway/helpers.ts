@@ -12,6 +12,7 @@ import {
 } from '@grpc/grpc-js';
 import {
   RecommenderClient,
+  type RecommendRequest,
   type RecommendResult as ClientResult,
 } from '../../src/client/recommender-client.js';
 import { loadRecommenderProto } from '../../src/shared/recommender-proto.js';
@@ -110,9 +111,10 @@ export async function recommend(
   userId: string,
   topN: number,
   memoryK = 0,
+  extra: Omit<RecommendRequest, 'user_id' | 'top_n' | 'memory_k'> = {},
 ): Promise<RecommendResult> {
   try {
-    return await c.recommend({ user_id: userId, top_n: topN, memory_k: memoryK });
+    return await c.recommend({ user_id: userId, top_n: topN, memory_k: memoryK, ...extra });
   } catch (error) {
     return { items: [], error: error as ServiceError };
   }

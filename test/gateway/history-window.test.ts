@@ -45,6 +45,8 @@ function stack(model: MemoryModel, dataDir: string) {
     tokens: { pad: 0, bos: 1, unk: 2 },
     tokenOf: (item: string) => 10 + Number(item.slice(1)),
     itemOf: () => undefined,
+    size: 200,
+    itemTokenBase: 10,
   };
   const ingest = new IngestService({
     store,

@@ -81,7 +81,8 @@ void test('a bundle change re-encodes stale elements in the background and never
       if (prompts.length > 1) await gate;
       return triton.encode(prompts, s);
     },
-    recommend: (p: number[], m: Float32Array[], s?: AbortSignal) => triton.recommend(p, m, s),
+    recommend: (p: number[], m: Float32Array[], x: Uint8Array, s?: AbortSignal) =>
+      triton.recommend(p, m, x, s),
     close: () => triton.close(),
   };
   const store = new LmdbMemoryStore(dataDir);
@@ -149,7 +150,8 @@ void test('encoding failures are retried and never lose an event', async () => {
       }
       return triton.encode(prompts, s);
     },
-    recommend: (p: number[], m: Float32Array[], s?: AbortSignal) => triton.recommend(p, m, s),
+    recommend: (p: number[], m: Float32Array[], x: Uint8Array, s?: AbortSignal) =>
+      triton.recommend(p, m, x, s),
     close: () => triton.close(),
   };
   const dir = tempDir('automr-flaky-');

@@ -26,6 +26,8 @@ export const D_MODEL = outputDims('llm_lower', 'query')[0]!;
 export const N_ITEMS = outputDims('llm_upper', 'log_probs')[0]!;
 export const TOP_K = outputDims('llm_upper', 'top_ids')[0]!;
 export const MAX_BATCH = readConfig('llm_lower').max_batch_size;
+/** Bytes of llm_upper's packed exclude_mask (one bit per catalog item). */
+export const MASK_BYTES = Math.ceil(N_ITEMS / 8);
 const FIRST_ITEM_TOKEN = 3;
 
 /** Deterministic pseudo-random numbers (mulberry32), so failures reproduce. */
@@ -80,6 +82,15 @@ export function memory(
 
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
+/** The exclude_mask tensor for `batch` rows, row b excluding the item indices `excluded[b]` (none if absent). */
+export function exclusion(batch: number, excluded: number[][] = []): Tensor {
+  const data = new Uint8Array(batch * MASK_BYTES);
+  excluded.forEach((items, b) => {
+    for (const i of items) data[b * MASK_BYTES + (i >> 3)]! |= 1 << (i & 7);
+  });
+  return { name: 'exclude_mask', datatype: 'UINT8', shape: [batch, MASK_BYTES], data };
+}
+
 /** onnxruntime called directly on the committed model file (the reference for the server's numbers). */
 export async function runDirect(model: string, inputs: Tensor[]): Promise<Map<string, ort.Tensor>> {
   let session = sessions.get(model);
@@ -92,8 +103,11 @@ export async function runDirect(model: string, inputs: Tensor[]): Promise<Map<st
   }
   const feeds: Record<string, ort.Tensor> = {};
   for (const t of inputs) {
-    const type = t.datatype === 'INT64' ? 'int64' : 'float32';
-    feeds[t.name] = new ort.Tensor(type, t.data as Float32Array | BigInt64Array, t.shape);
+    if (t.datatype === 'UINT8') feeds[t.name] = new ort.Tensor('uint8', t.data as Uint8Array, t.shape);
+    else {
+      const type = t.datatype === 'INT64' ? 'int64' : 'float32';
+      feeds[t.name] = new ort.Tensor(type, t.data as Float32Array | BigInt64Array, t.shape);
+    }
   }
   const out = await (await session).run(feeds);
   return new Map(Object.entries(out));

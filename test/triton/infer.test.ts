@@ -14,6 +14,8 @@ import {
   assertClose,
   D_MODEL,
   MAX_BATCH,
+  exclusion,
+  MASK_BYTES,
   memory,
   MODEL_REPOSITORY,
   prompt,
@@ -58,6 +60,7 @@ void test('health, metadata, config and repository index', async () => {
       ['attention_mask', 'INT64', [-1, -1]],
       ['memory', 'FP32', [-1, -1, D_MODEL]],
       ['memory_mask', 'INT64', [-1, -1]],
+      ['exclude_mask', 'UINT8', [-1, MASK_BYTES]],
     ],
   );
   const config = await client.modelConfig('automr_recommend');
@@ -90,7 +93,7 @@ void test('llm_upper through the server equals onnxruntime, requested outputs on
     data: lower.get('hidden')!.data as Float32Array,
   };
   const mem = memory(2, 5, 3, 3);
-  const inputs = [hidden, mask, mem.memory, mem.mask];
+  const inputs = [hidden, mask, mem.memory, mem.mask, exclusion(2)];
   const res = await client.infer({ model: 'llm_upper', inputs, outputs: ['top_ids', 'log_probs'] });
   assert.deepEqual([...res.outputs.keys()], ['top_ids', 'log_probs']);
   const direct = await runDirect('llm_upper', inputs);
@@ -110,7 +113,10 @@ void test('the ensemble equals lower then upper, and the client trace continues 
   const tracer = trace.getTracer('test');
   const res = await tracer.startActiveSpan('caller', async (span) => {
     try {
-      return await client.infer({ model: 'automr_recommend', inputs: [ids, mask, mem.memory, mem.mask] });
+      return await client.infer({
+        model: 'automr_recommend',
+        inputs: [ids, mask, mem.memory, mem.mask, exclusion(2, [[0, 1, 2], [5]])],
+      });
     } finally {
       span.end();
     }
@@ -118,7 +124,7 @@ void test('the ensemble equals lower then upper, and the client trace continues 
   const lower = await client.infer({ model: 'llm_lower', inputs: [ids, mask] });
   const upper = await client.infer({
     model: 'llm_upper',
-    inputs: [lower.outputs.get('hidden')!, mask, mem.memory, mem.mask],
+    inputs: [lower.outputs.get('hidden')!, mask, mem.memory, mem.mask, exclusion(2, [[0, 1, 2], [5]])],
   });
   for (const name of ['log_probs', 'top_scores']) {
     assertClose(

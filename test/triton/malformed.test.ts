@@ -11,7 +11,7 @@ import type { ModelInferResponse__Output } from '../../src/generated/inference/M
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { loadInferenceProto } from '../../src/triton/proto.js';
 import { encodeRaw } from '../../src/triton/tensor.js';
-import { D_MODEL, MAX_BATCH, MODEL_REPOSITORY, prompt } from './helpers.js';
+import { D_MODEL, MASK_BYTES, MAX_BATCH, MODEL_REPOSITORY, prompt } from './helpers.js';
 
 let server: RunningModelServer;
 let small: RunningModelServer;
@@ -62,6 +62,32 @@ const { ids, mask } = prompt(1, 4, 7);
 const idsRaw = encodeRaw(ids);
 const maskRaw = encodeRaw(mask);
 const t = (name: string, datatype: string, shape: number[]) => ({ name, datatype, shape });
+
+/** A request to llm_upper (one row, prompt of 2, one memory slot of `memoryD` floats) with exclude_mask as given. */
+function upper(
+  maskShape: number[],
+  maskBytes: number,
+  maskType = 'UINT8',
+  memoryD = D_MODEL,
+): ModelInferRequest {
+  return {
+    model_name: 'llm_upper',
+    inputs: [
+      t('hidden', 'FP32', [1, 2, D_MODEL]),
+      t('attention_mask', 'INT64', [1, 2]),
+      t('memory', 'FP32', [1, 1, memoryD]),
+      t('memory_mask', 'INT64', [1, 1]),
+      t('exclude_mask', maskType, maskShape),
+    ],
+    raw_input_contents: [
+      Buffer.alloc(2 * D_MODEL * 4),
+      Buffer.alloc(16),
+      Buffer.alloc(memoryD * 4),
+      Buffer.alloc(8),
+      Buffer.alloc(maskBytes),
+    ],
+  };
+}
 
 /** A valid request to llm_lower, changed by each case. */
 function base(): ModelInferRequest {
@@ -202,23 +228,41 @@ const cases: Case[] = [
   },
   {
     name: 'fixed dimension mismatch (memory d/2 instead of d)',
-    req: {
-      model_name: 'llm_upper',
-      inputs: [
-        t('hidden', 'FP32', [1, 2, D_MODEL]),
-        t('attention_mask', 'INT64', [1, 2]),
-        t('memory', 'FP32', [1, 1, D_MODEL / 2]),
-        t('memory_mask', 'INT64', [1, 1]),
-      ],
-      raw_input_contents: [
-        Buffer.alloc(2 * D_MODEL * 4),
-        Buffer.alloc(16),
-        Buffer.alloc(D_MODEL * 2),
-        Buffer.alloc(8),
-      ],
-    },
+    req: upper([1, MASK_BYTES], MASK_BYTES, 'UINT8', D_MODEL / 2),
     code: status.INVALID_ARGUMENT,
     message: new RegExp(`Expected \\[-1,-1,${D_MODEL}\\], got \\[1,1,${D_MODEL / 2}\\]`),
+  },
+  {
+    name: 'exclude_mask one byte short of the catalog (fixed dims from config.pbtxt)',
+    req: upper([1, MASK_BYTES - 1], MASK_BYTES - 1),
+    code: status.INVALID_ARGUMENT,
+    message: new RegExp(
+      `unexpected shape for input 'exclude_mask' for model 'llm_upper'. Expected \\[-1,${MASK_BYTES}\\], got \\[1,${MASK_BYTES - 1}\\]`,
+    ),
+  },
+  {
+    name: 'exclude_mask raw contents shorter than its shape',
+    req: upper([1, MASK_BYTES], MASK_BYTES - 3),
+    code: status.INVALID_ARGUMENT,
+    message: new RegExp(
+      `unexpected total byte size ${MASK_BYTES - 3} for input 'exclude_mask', expecting ${MASK_BYTES}`,
+    ),
+  },
+  {
+    name: 'exclude_mask as BOOL instead of UINT8',
+    req: upper([1, MASK_BYTES], MASK_BYTES, 'BOOL'),
+    code: status.INVALID_ARGUMENT,
+    message: /inference input 'exclude_mask' data-type is 'BOOL', but model 'llm_upper' expects 'UINT8'/,
+  },
+  {
+    name: 'exclude_mask left out',
+    req: (() => {
+      const r = upper([1, MASK_BYTES], MASK_BYTES);
+      return { ...r, inputs: r.inputs!.slice(0, 4), raw_input_contents: r.raw_input_contents!.slice(0, 4) };
+    })(),
+    code: status.INVALID_ARGUMENT,
+    message:
+      /expected 5 inputs but got 4 inputs for model 'llm_upper'.*missing required input\(s\) \['exclude_mask'\]/,
   },
 ];
 
@@ -256,6 +300,36 @@ void test('typed contents give the same result as raw contents', async () => {
   });
   assert.deepEqual(viaContents.outputs, viaRaw.outputs);
   assert.deepEqual(viaContents.raw_output_contents, viaRaw.raw_output_contents);
+});
+
+void test('an exclude_mask in typed uint_contents ranks like the same bytes in raw contents', async () => {
+  const maskBytes = Buffer.alloc(MASK_BYTES);
+  for (let i = 0; i < MASK_BYTES; i += 1) maskBytes[i] = (i * 37) & 0xff;
+  const ones = new BigInt64Array([1n, 1n]);
+  const rawReq = (exclude: Buffer): ModelInferRequest => {
+    const r = upper([1, MASK_BYTES], MASK_BYTES);
+    r.raw_input_contents![1] = Buffer.from(ones.buffer);
+    r.raw_input_contents![4] = exclude;
+    return { ...r, outputs: [{ name: 'top_ids' }] };
+  };
+  const plain = await infer(raw, rawReq(Buffer.alloc(MASK_BYTES)));
+  const viaRaw = await infer(raw, rawReq(maskBytes));
+  const r = upper([1, MASK_BYTES], MASK_BYTES);
+  const contents = [
+    { fp32_contents: Array<number>(2 * D_MODEL).fill(0) },
+    { int64_contents: ['1', '1'] },
+    { fp32_contents: Array<number>(D_MODEL).fill(0) },
+    { int64_contents: ['0'] },
+    { uint_contents: [...maskBytes] },
+  ];
+  const viaTyped = await infer(raw, {
+    ...r,
+    inputs: r.inputs!.map((input, i) => ({ ...input, contents: contents[i] })),
+    raw_input_contents: [],
+    outputs: [{ name: 'top_ids' }],
+  });
+  assert.deepEqual(viaTyped.raw_output_contents, viaRaw.raw_output_contents);
+  assert.notDeepEqual(viaRaw.raw_output_contents, plain.raw_output_contents, 'the mask changes the ranking');
 });
 
 void test('an oversize message gets RESOURCE_EXHAUSTED and the server keeps serving', async () => {

@@ -39,15 +39,43 @@ class LowerGraph(nn.Module):
         return self.model.lower(input_ids, attention_mask)
 
 
+def mask_bytes(n_items: int) -> int:
+    """Bytes of the packed exclusion mask: one bit per catalog item."""
+    return (n_items + 7) // 8
+
+
+def pack_exclusion(excluded: "list[list[int]] | list[set[int]]", n_items: int) -> Tensor:
+    """Item indices per row -> the `exclude_mask` tensor [B, ceil(N/8)] uint8, LSB first (docs/BUNDLE.md)."""
+    out = torch.zeros(len(excluded), mask_bytes(n_items), dtype=torch.uint8)
+    for row, items in enumerate(excluded):
+        for i in items:
+            out[row, i >> 3] |= 1 << (i & 7)
+    return out
+
+
 class UpperGraph(nn.Module):
+    """llm_upper as served: log_probs (the unmasked model distribution) and the top-k of the scores with the
+    excluded items at -inf, so top_ids never holds an excluded item when enough allowed ones exist."""
+
     def __init__(self, model: RecModel, kmax: int) -> None:
         super().__init__()
         self.model = model
         self.kmax = kmax
+        self.n_items = model.cfg.n_items
+        # Byte value -> its 8 bits, LSB first. A table lookup (Gather) unpacks the mask with the ops of opset 17
+        # (ONNX has no bitwise AND before opset 18).
+        values = torch.arange(256).unsqueeze(1)
+        self.register_buffer("bit_table", (values // (2 ** torch.arange(8))) % 2 == 1, persistent=False)
 
-    def forward(self, hidden: Tensor, attention_mask: Tensor, memory: Tensor, memory_mask: Tensor):
+    def excluded(self, exclude_mask: Tensor) -> Tensor:
+        """[B, ceil(N/8)] uint8 -> [B, N] bool."""
+        bits = self.bit_table[exclude_mask.long()]
+        return bits.flatten(1)[:, : self.n_items]
+
+    def forward(self, hidden: Tensor, attention_mask: Tensor, memory: Tensor, memory_mask: Tensor, exclude_mask: Tensor):
         log_probs = self.model.upper(hidden, attention_mask, memory, memory_mask)
-        top_scores, top_idx = torch.topk(log_probs, self.kmax, dim=-1)
+        scores = log_probs.masked_fill(self.excluded(exclude_mask), float("-inf"))
+        top_scores, top_idx = torch.topk(scores, self.kmax, dim=-1)
         return log_probs, top_idx + N_SPECIAL, top_scores
 
 
@@ -95,17 +123,19 @@ def export_upper(model: RecModel, path: str, kmax: int) -> None:
         hidden, _ = model.lower(ids, mask)
     memory = torch.randn(2, 3, model.cfg.d_model)
     memory_mask = torch.tensor([[1, 0, 1], [0, 0, 0]], dtype=torch.long)
+    exclude_mask = pack_exclusion([[0, 2], []], model.cfg.n_items)
     torch.onnx.export(
         UpperGraph(model, kmax).eval(),
-        (hidden, mask, memory, memory_mask),
+        (hidden, mask, memory, memory_mask, exclude_mask),
         path,
-        input_names=["hidden", "attention_mask", "memory", "memory_mask"],
+        input_names=["hidden", "attention_mask", "memory", "memory_mask", "exclude_mask"],
         output_names=["log_probs", "top_ids", "top_scores"],
         dynamic_axes={
             "hidden": {0: "batch", 1: "T"},
             "attention_mask": {0: "batch", 1: "T"},
             "memory": {0: "batch", 1: "k"},
             "memory_mask": {0: "batch", 1: "k"},
+            "exclude_mask": {0: "batch"},
             "log_probs": {0: "batch"},
             "top_ids": {0: "batch"},
             "top_scores": {0: "batch"},
@@ -142,6 +172,7 @@ def upper_io(d: int, n_items: int, kmax: int) -> tuple[list, list]:
             ("attention_mask", "TYPE_INT64", [-1]),
             ("memory", "TYPE_FP32", [-1, d]),
             ("memory_mask", "TYPE_INT64", [-1]),
+            ("exclude_mask", "TYPE_UINT8", [mask_bytes(n_items)]),
         ],
         [("log_probs", "TYPE_FP32", [n_items]), ("top_ids", "TYPE_INT64", [kmax]), ("top_scores", "TYPE_FP32", [kmax])],
     )
@@ -159,7 +190,7 @@ def onnx_model_config(name: str, inputs: list, outputs: list) -> str:
 def ensemble_config(d: int, n_items: int, kmax: int) -> str:
     l_in, _ = lower_io(d)
     u_in, u_out = upper_io(d, n_items, kmax)
-    inputs = l_in + [t for t in u_in if t[0] in ("memory", "memory_mask")]
+    inputs = l_in + [t for t in u_in if t[0] in ("memory", "memory_mask", "exclude_mask")]
 
     def maps(kind: str, pairs: list[tuple[str, str]]) -> str:
         return "".join(f'      {kind} {{ key: "{k}" value: "{v}" }}\n' for k, v in pairs)
@@ -173,7 +204,13 @@ def ensemble_config(d: int, n_items: int, kmax: int) -> str:
         f'      model_name: "{UPPER}"\n      model_version: -1\n'
         + maps(
             "input_map",
-            [("hidden", "lower_hidden"), ("attention_mask", "attention_mask"), ("memory", "memory"), ("memory_mask", "memory_mask")],
+            [
+                ("hidden", "lower_hidden"),
+                ("attention_mask", "attention_mask"),
+                ("memory", "memory"),
+                ("memory_mask", "memory_mask"),
+                ("exclude_mask", "exclude_mask"),
+            ],
         )
         + maps("output_map", [(t[0], t[0]) for t in u_out])
         + "    }\n"

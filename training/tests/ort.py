@@ -10,8 +10,8 @@ import subprocess
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-_TYPES = {np.dtype(np.int64): "int64", np.dtype(np.float32): "float32"}
-_NP = {"int64": np.int64, "float32": np.float32}
+_TYPES = {np.dtype(np.int64): "int64", np.dtype(np.float32): "float32", np.dtype(np.uint8): "uint8"}
+_NP = {"int64": np.int64, "float32": np.float32, "uint8": np.uint8}
 
 
 def ort_run(model_path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

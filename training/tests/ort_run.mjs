@@ -1,5 +1,5 @@
 // Runs an ONNX model with onnxruntime-node for the Python parity tests (no onnxruntime for Python here).
-// stdin: {"model": path, "inputs": {name: {"type": "int64"|"float32", "dims": [...], "b64": little-endian bytes}}}
+// stdin: {"model": path, "inputs": {name: {"type": "int64"|"float32"|"uint8", "dims": [...], "b64": little-endian bytes}}}
 // stdout: {"outputs": {name: {"type", "dims", "b64"}}}
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,7 +15,8 @@ const feeds = {};
 for (const [name, t] of Object.entries(req.inputs)) {
   const buf = Buffer.from(t.b64, 'base64');
   const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
-  const data = t.type === 'int64' ? new BigInt64Array(ab) : new Float32Array(ab);
+  const Ctor = { int64: BigInt64Array, float32: Float32Array, uint8: Uint8Array }[t.type];
+  const data = new Ctor(ab);
   feeds[name] = new ort.Tensor(t.type, data, t.dims);
 }
 const session = await ort.InferenceSession.create(req.model, { intraOpNumThreads: 1 });

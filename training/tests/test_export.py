@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from automr.data import make_prompt_batch
-from automr.export import export_bundle
+from automr.export import export_bundle, mask_bytes, pack_exclusion
 from automr.retriever import Retriever, export_retriever, identity_retriever
 from ort import ort_run
 
@@ -61,6 +61,9 @@ def check_repository(repo, d, n_items, kmax):
     assert lower["input"] == {"input_ids": ("TYPE_INT64", [-1]), "attention_mask": ("TYPE_INT64", [-1])}
     assert lower["output"] == {"hidden": ("TYPE_FP32", [-1, d]), "query": ("TYPE_FP32", [d])}
     assert upper["input"]["memory"] == ("TYPE_FP32", [-1, d]) and upper["input"]["memory_mask"] == ("TYPE_INT64", [-1])
+    # Packed exclusion bits, one per catalog item; dims exclude the batch dimension (max_batch_size > 0).
+    assert upper["input"]["exclude_mask"] == ("TYPE_UINT8", [(n_items + 7) // 8])
+    assert "exclude_mask" in ens["input"]
     assert upper["output"] == {
         "log_probs": ("TYPE_FP32", [n_items]),
         "top_ids": ("TYPE_INT64", [kmax]),
@@ -117,7 +120,13 @@ def test_onnx_parity_lower_upper(exported, tiny_synth):
         mem_poisoned[mm == 0] = np.nan
         up = ort_run(
             os.path.join(repo, "llm_upper", "1", "model.onnx"),
-            {"hidden": lo["hidden"], "attention_mask": mask.numpy(), "memory": mem_poisoned, "memory_mask": mm},
+            {
+                "hidden": lo["hidden"],
+                "attention_mask": mask.numpy(),
+                "memory": mem_poisoned,
+                "memory_mask": mm,
+                "exclude_mask": np.zeros((5, mask_bytes(tiny_synth.n_items)), np.uint8),
+            },
         )
         with torch.no_grad():
             ref = model.upper(torch.from_numpy(lo["hidden"]), mask, torch.from_numpy(mem), torch.from_numpy(mm))
@@ -130,6 +139,67 @@ def test_onnx_parity_lower_upper(exported, tiny_synth):
         assert np.array_equal(up["top_scores"], np.take_along_axis(up["log_probs"], up["top_ids"] - 3, axis=1))
         assert np.all(np.diff(up["top_scores"], axis=1) <= 0)
         assert np.array_equal(up["top_ids"][:, 0], up["log_probs"].argmax(1) + 3)
+
+
+def test_pack_exclusion_bit_order():
+    m = pack_exclusion([[0, 9, 15], [], [16, 17]], 20)
+    assert m.shape == (3, 3) and m.dtype == torch.uint8
+    assert m[0].tolist() == [0b00000001, 0b10000010, 0] and m[1].tolist() == [0, 0, 0] and m[2].tolist() == [0, 0, 0b11]
+
+
+def test_exported_upper_masks_excluded_items_before_top_k(exported, tiny_synth):
+    """Through onnxruntime: excluded items never reach top_ids, top_scores are the best allowed log_probs in order,
+    log_probs stays the unmasked distribution, rows of one batch keep their own masks, and a mask that leaves
+    fewer than top_k items ends in -inf scores (which the gateway drops)."""
+    import onnx
+
+    model, out, _ = exported
+    n = tiny_synth.n_items
+    path = os.path.join(out, "triton-models", "llm_upper", "1", "model.onnx")
+    (spec,) = [i for i in onnx.load(path).graph.input if i.name == "exclude_mask"]
+    assert spec.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = [d.dim_value or d.dim_param for d in spec.type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1] == mask_bytes(n)
+
+    rows = np.array([[0, 1], [1, 7], [2, 30], [3, 12]], dtype=np.int64)
+    ids, mask = make_prompt_batch(tiny_synth, rows)
+    with torch.no_grad():
+        hidden, _ = model.lower(ids, mask)
+    rng = np.random.default_rng(7)
+    allowed_few = [5, 77, n - 1]
+    excluded = [
+        sorted(rng.choice(n, 40, replace=False).tolist()),
+        [],
+        sorted(set(range(n)) - set(allowed_few)),
+        list(range(0, n, 2)),
+    ]
+    packed = pack_exclusion(excluded, n).numpy()
+    pad_bits = mask_bytes(n) * 8 - n
+    assert pad_bits > 0
+    packed[1, -1] |= (0xFF << (8 - pad_bits)) & 0xFF  # padding bits past the last item change nothing
+    feeds = {
+        "hidden": hidden.numpy(),
+        "attention_mask": mask.numpy(),
+        "memory": np.zeros((4, 1, model.cfg.d_model), np.float32),
+        "memory_mask": np.zeros((4, 1), np.int64),
+    }
+    plain = ort_run(path, {**feeds, "exclude_mask": np.zeros_like(packed)})
+    got = ort_run(path, {**feeds, "exclude_mask": packed})
+    assert np.array_equal(got["log_probs"], plain["log_probs"])
+    assert np.array_equal(got["top_ids"][1], plain["top_ids"][1])
+    for row, ex in enumerate(excluded):
+        items = got["top_ids"][row] - 3
+        scores = got["top_scores"][row]
+        finite = np.isfinite(scores)
+        allowed = np.setdiff1d(np.arange(n), ex)
+        k = min(100, len(allowed))
+        assert finite.sum() == k and finite[:k].all()
+        assert not np.isin(items[:k], ex).any()
+        expect = np.sort(got["log_probs"][row][allowed])[::-1][:k]
+        assert np.array_equal(scores[:k], expect)
+        assert np.array_equal(scores[:k], got["log_probs"][row][items[:k]])
+    assert sorted((got["top_ids"][2][:3] - 3).tolist()) == allowed_few
+    assert np.isneginf(got["top_scores"][2][3:]).all()
 
 
 def test_retriever_identity_is_semantic_retrieval_and_exports(tmp_path):
@@ -172,8 +242,15 @@ def test_committed_default_bundle_is_consistent():
     assert out["hidden"].shape == (2, 5, d) and out["query"].shape == (2, d)
     up = ort_run(
         os.path.join(repo, "llm_upper", "1", "model.onnx"),
-        {"hidden": out["hidden"], "attention_mask": mask, "memory": out["query"][:, None], "memory_mask": np.ones((2, 1), np.int64)},
+        {
+            "hidden": out["hidden"],
+            "attention_mask": mask,
+            "memory": out["query"][:, None],
+            "memory_mask": np.ones((2, 1), np.int64),
+            "exclude_mask": pack_exclusion([[0, 1], []], n_items).numpy(),
+        },
     )
+    assert not np.isin(up["top_ids"][0], [3, 4]).any()
     assert up["log_probs"].shape == (2, n_items) and np.allclose(np.exp(up["log_probs"]).sum(1), 1, atol=1e-4)
     r = ort_run(
         os.path.join(ROOT, "bundle", "retriever.onnx"),
@@ -204,6 +281,8 @@ def test_committed_default_bundle_uses_memory():
     tgt = np.array([prep.seqs[u][p] - 3 for u, p in rows])
     nll = {}
     for name, mm in (("without", np.zeros((b, 1), np.int64)), ("with", np.ones((b, 1), np.int64))):
-        lp = ort_run(upper, {"hidden": hidden, "attention_mask": mask, "memory": z[:, None], "memory_mask": mm})["log_probs"]
+        feeds = {"hidden": hidden, "attention_mask": mask, "memory": z[:, None], "memory_mask": mm}
+        feeds["exclude_mask"] = np.zeros((b, mask_bytes(len(manifest["catalog"]))), np.uint8)
+        lp = ort_run(upper, feeds)["log_probs"]
         nll[name] = float(-lp[np.arange(b), tgt].mean())
     assert nll["with"] < nll["without"] - 0.2, nll

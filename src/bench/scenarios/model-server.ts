@@ -11,6 +11,8 @@ export interface ManifestShape {
   window: number;
   ensemble: string;
   version: string;
+  /** Bytes of the packed exclude_mask input (one bit per catalog item). */
+  maskBytes: number;
 }
 
 export async function readManifestShape(bundleDir: string): Promise<ManifestShape> {
@@ -18,12 +20,14 @@ export async function readManifestShape(bundleDir: string): Promise<ManifestShap
     d_model: number;
     window: number;
     models: { ensemble: string; version: string };
+    catalog: unknown[];
   };
   return {
     d: manifest.d_model,
     window: manifest.window,
     ensemble: manifest.models.ensemble,
     version: manifest.models.version,
+    maskBytes: (manifest.catalog.length + 7) >> 3,
   };
 }
 
@@ -34,6 +38,7 @@ export function modelServerTarget(address: string, shape: ManifestShape): Target
   const mask = new BigInt64Array(t).fill(1n);
   const memory = new Float32Array(shape.d).map((_, i) => Math.sin(i) * 0.1);
   const memoryMask = new BigInt64Array([1n]);
+  const excludeMask = new Uint8Array(shape.maskBytes);
   const raw = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
   const request = {
     modelName: shape.ensemble,
@@ -43,9 +48,10 @@ export function modelServerTarget(address: string, shape: ManifestShape): Target
       { name: 'attention_mask', datatype: 'INT64', shape: [1, t] },
       { name: 'memory', datatype: 'FP32', shape: [1, 1, shape.d] },
       { name: 'memory_mask', datatype: 'INT64', shape: [1, 1] },
+      { name: 'exclude_mask', datatype: 'UINT8', shape: [1, shape.maskBytes] },
     ],
     outputs: [{ name: 'top_ids' }, { name: 'top_scores' }],
-    rawInputContents: [raw(ids), raw(mask), raw(memory), raw(memoryMask)],
+    rawInputContents: [raw(ids), raw(mask), raw(memory), raw(memoryMask), raw(excludeMask)],
   };
   return {
     kind: 'proto',

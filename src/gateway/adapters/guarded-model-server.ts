@@ -71,8 +71,13 @@ export class GuardedModelServer implements ModelServer {
     return this.guard((s) => this.inner.encode(prompts, s), signal);
   }
 
-  recommend(prompt: number[], memory: Float32Array[], signal?: AbortSignal): Promise<RecommendOutput> {
-    return this.guard((s) => this.inner.recommend(prompt, memory, s), signal);
+  recommend(
+    prompt: number[],
+    memory: Float32Array[],
+    excludeMask: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<RecommendOutput> {
+    return this.guard((s) => this.inner.recommend(prompt, memory, excludeMask, s), signal);
   }
 
   close(): void {

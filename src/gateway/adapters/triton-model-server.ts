@@ -70,9 +70,20 @@ export class TritonModelServer implements ModelServer {
     return prompts.map((_, i) => data.slice(i * d, (i + 1) * d));
   }
 
-  async recommend(prompt: number[], memory: Float32Array[], signal?: AbortSignal): Promise<RecommendOutput> {
+  async recommend(
+    prompt: number[],
+    memory: Float32Array[],
+    excludeMask: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<RecommendOutput> {
     const model = this.bundle.manifest.models.ensemble;
     const d = this.bundle.dModel;
+    if (excludeMask.length !== this.bundle.maskBytes) {
+      throw new AppError(
+        'INTERNAL',
+        `exclude mask has ${excludeMask.length} bytes; the catalog needs ${this.bundle.maskBytes}`,
+      );
+    }
     const [ids, mask] = this.padBatch([prompt]);
     const k = Math.max(1, memory.length);
     const mem = new Float32Array(k * d);
@@ -86,6 +97,7 @@ export class TritonModelServer implements ModelServer {
         mask,
         { name: 'memory', datatype: 'FP32', shape: [1, k, d], data: mem },
         { name: 'memory_mask', datatype: 'INT64', shape: [1, k], data: memMask },
+        { name: 'exclude_mask', datatype: 'UINT8', shape: [1, excludeMask.length], data: excludeMask },
       ],
       ['top_ids', 'top_scores'],
       signal,

@@ -16,6 +16,10 @@ export interface Catalog {
   tokenOf(itemId: string): number | undefined;
   /** The item of a vocabulary token, or undefined for a special token. */
   itemOf(token: number): CatalogItem | undefined;
+  /** Number of catalog items N (the width of the model's ranking and of its exclusion mask, in bits). */
+  readonly size: number;
+  /** Token of the first catalog item: item index i (the exclusion mask's bit i) is token − itemTokenBase. */
+  readonly itemTokenBase: number;
 }
 
 /** One interaction as the ingest service hands it to a store. */
@@ -103,8 +107,17 @@ export interface ModelServer {
   ready(signal?: AbortSignal): Promise<boolean>;
   /** `query` of llm_lower for each prompt (token lists, unpadded). */
   encode(prompts: number[][], signal?: AbortSignal): Promise<Float32Array[]>;
-  /** One automr_recommend call; `memory` may be empty (then one masked slot is sent). */
-  recommend(prompt: number[], memory: Float32Array[], signal?: AbortSignal): Promise<RecommendOutput>;
+  /**
+   * One automr_recommend call; `memory` may be empty (then one masked slot is sent). `excludeMask` is the packed
+   * `exclude_mask` row (docs/BUNDLE.md): excluded items never reach the returned top-k, whose tail scores are -inf
+   * when fewer items are allowed.
+   */
+  recommend(
+    prompt: number[],
+    memory: Float32Array[],
+    excludeMask: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<RecommendOutput>;
   close(): void;
 }
 

@@ -15,8 +15,10 @@ import {
   windowTokens,
   type MemoryModel,
 } from './memory.js';
+import { invalidArgument } from '../../shared/errors.js';
+import { ExclusionMask } from './exclusion.js';
 import type { Catalog, MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
-import { validateId, validateRange, type Limits } from './validation.js';
+import { validateId, validateIdList, validateRange, type Limits } from './validation.js';
 
 export interface RankedItem {
   rank: number;
@@ -46,6 +48,12 @@ export interface RecommendSummary {
   memory_size: number;
   pending_encodings: number;
   encoding_lagging: boolean;
+  /** Whether the user's consumed items were masked out of the ranking. */
+  consumed_excluded: boolean;
+  /** Catalog items masked out (consumed, excluded by the request, outside its candidates). */
+  excluded_count: number;
+  /** Memory elements given to the model. */
+  memory_k: number;
 }
 
 /** Where results go: the gRPC handler writes them to the response stream (respecting back-pressure). */
@@ -58,6 +66,18 @@ export interface RecommendInput {
   user_id?: unknown;
   top_n?: unknown;
   memory_k?: unknown;
+  exclude_consumed?: unknown;
+  exclude_item_ids?: unknown;
+  candidate_item_ids?: unknown;
+}
+
+export interface ValidatedRecommend {
+  userId: string;
+  topN: number;
+  memoryK: number;
+  excludeConsumed: boolean;
+  excludeItemIds: string[];
+  candidateItemIds: string[];
 }
 
 export interface RecommendDeps {
@@ -69,6 +89,8 @@ export interface RecommendDeps {
   model: MemoryModel;
   limits: Limits;
   defaultMemoryK: number;
+  /** Whether the user's consumed items are excluded when a request leaves `exclude_consumed` unset. */
+  excludeConsumed: boolean;
   /** How long Recommend waits for a user's in-progress encoding before using what is encoded (ms). */
   encodeWaitMs?: number;
   batchSize?: number;
@@ -95,15 +117,73 @@ export class RecommendService {
     return flags;
   }
 
-  validate(input: RecommendInput): { userId: string; topN: number; memoryK: number } {
-    const userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
+  validate(input: RecommendInput): ValidatedRecommend {
+    const { limits } = this.d;
+    const userId = validateId('user_id', input.user_id, limits.maxIdBytes);
     const topN = validateRange('top_n', input.top_n, 1, this.d.catalog.topK);
     const k = validateRange('memory_k', input.memory_k ?? 0, 0, this.d.model.maxMemory);
-    return { userId, topN, memoryK: k === 0 ? this.d.defaultMemoryK : k };
+    const excludeItemIds = validateIdList(
+      'exclude_item_ids',
+      input.exclude_item_ids,
+      limits.maxExcludeItems,
+      limits.maxIdBytes,
+    );
+    const candidateItemIds = validateIdList(
+      'candidate_item_ids',
+      input.candidate_item_ids,
+      limits.maxCandidateItems,
+      limits.maxIdBytes,
+    );
+    const excludeConsumed = input.exclude_consumed;
+    if (excludeConsumed !== undefined && excludeConsumed !== null && typeof excludeConsumed !== 'boolean')
+      throw invalidArgument('exclude_consumed must be a boolean');
+    return {
+      userId,
+      topN,
+      memoryK: k === 0 ? this.d.defaultMemoryK : k,
+      excludeConsumed: excludeConsumed ?? this.d.excludeConsumed,
+      excludeItemIds,
+      candidateItemIds,
+    };
+  }
+
+  private excludeItem(mask: ExclusionMask, itemId: string): void {
+    const token = this.d.catalog.tokenOf(itemId);
+    if (token !== undefined) mask.exclude(token - this.d.catalog.itemTokenBase);
+  }
+
+  /**
+   * The request's part of the mask: everything outside its candidates, then its excluded ids (ids outside the
+   * catalog are ignored; a candidate set with no catalog item is refused, it could only return nothing).
+   */
+  private requestMask(req: ValidatedRecommend): ExclusionMask {
+    const { catalog } = this.d;
+    const mask = new ExclusionMask(catalog.size);
+    const indexOf = (itemId: string): number | undefined => {
+      const token = catalog.tokenOf(itemId);
+      return token === undefined ? undefined : token - catalog.itemTokenBase;
+    };
+    if (req.candidateItemIds.length > 0) {
+      const allowed: number[] = [];
+      for (const id of req.candidateItemIds) {
+        const index = indexOf(id);
+        if (index !== undefined) allowed.push(index);
+      }
+      if (allowed.length === 0) {
+        throw invalidArgument(
+          `candidate_item_ids: none of the ${req.candidateItemIds.length} ids is in the catalog`,
+        );
+      }
+      mask.excludeAllExcept(allowed);
+    }
+    for (const id of req.excludeItemIds) this.excludeItem(mask, id);
+    return mask;
   }
 
   async recommend(input: RecommendInput, sink: RecommendSink, signal?: AbortSignal): Promise<void> {
-    const { userId, topN, memoryK } = this.validate(input);
+    const req = this.validate(input);
+    const { userId, topN, memoryK } = req;
+    const mask = this.requestMask(req);
     const t0 = performance.now();
     const stage = (name: string, started: number) => {
       const ms = performance.now() - started;
@@ -113,7 +193,14 @@ export class RecommendService {
     const { model, catalog } = this.d;
 
     let t = performance.now();
-    let entries = await inSpan('memory.read', () => this.d.store.read(userId));
+    // The consumed set is read alongside the history (one round trip each, concurrently).
+    const [firstRead, consumed] = await Promise.all([
+      inSpan('memory.read', () => this.d.store.read(userId)),
+      req.excludeConsumed
+        ? inSpan('memory.consumed', () => this.d.store.consumed(userId, signal))
+        : undefined,
+    ]);
+    let entries = firstRead;
     let encoded = this.encodedFlags(entries);
     let pending = countPending(entries, encoded, model);
     if ((this.d.encodeWaitMs ?? 0) > 0 && pending > 0) {
@@ -122,6 +209,11 @@ export class RecommendService {
       entries = await inSpan('memory.read', () => this.d.store.read(userId));
       encoded = this.encodedFlags(entries);
       pending = countPending(entries, encoded, model);
+    }
+    if (consumed !== undefined) {
+      for (const itemId of consumed) this.excludeItem(mask, itemId);
+      // History items are consumed too (this also covers data stored before the consumed set existed).
+      for (const e of entries) this.excludeItem(mask, e.itemId);
     }
     const memoryReadMs = stage('memory.read', t);
     const n = entries.length;
@@ -152,7 +244,7 @@ export class RecommendService {
 
     let retrieved: { entry: StoredEntry; score: number }[] = [];
     let retrieveMs = 0;
-    if (zt !== undefined && usable.length > 0) {
+    if (zt !== undefined && usable.length > 0 && memoryK > 0) {
       t = performance.now();
       const query = zt;
       const scores = await inSpan('retrieve', async (span) => {
@@ -175,12 +267,15 @@ export class RecommendService {
     const out = await this.d.modelServer.recommend(
       prompt,
       retrieved.map((r) => r.entry.vector as Float32Array),
+      mask.bits,
       signal,
     );
     const inferMs = stage('infer', t);
 
     const items: RankedItem[] = [];
     for (let i = 0; i < out.tokens.length && items.length < topN; i++) {
+      // -inf: fewer allowed items than the model's top-k; the rest of the list is excluded items.
+      if (out.scores[i] === Number.NEGATIVE_INFINITY) break;
       const item = catalog.itemOf(out.tokens[i] as number);
       if (item === undefined) continue; // special tokens never name an item
       items.push({
@@ -213,6 +308,9 @@ export class RecommendService {
         memory_size: usable.length,
         pending_encodings: pending,
         encoding_lagging: pending > 0,
+        consumed_excluded: req.excludeConsumed,
+        excluded_count: mask.count,
+        memory_k: retrieved.length,
       });
     });
   }

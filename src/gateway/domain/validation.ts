@@ -5,12 +5,18 @@ export interface Limits {
   maxIdBytes: number;
   maxEventIdBytes: number;
   maxFutureMs: number;
+  /** Most `exclude_item_ids` in one Recommend. */
+  maxExcludeItems: number;
+  /** Most `candidate_item_ids` in one Recommend. */
+  maxCandidateItems: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
   maxIdBytes: 256,
   maxEventIdBytes: 128,
   maxFutureMs: 24 * 3600 * 1000,
+  maxExcludeItems: 1_000,
+  maxCandidateItems: 10_000,
 };
 
 // Control characters are refused: ids become store keys and log fields, where they only cause trouble.
@@ -42,4 +48,26 @@ export function validateRange(field: string, value: unknown, min: number, max: n
     throw invalidArgument(`${field} must be in ${min}..${max} (got ${String(value)})`);
   }
   return n;
+}
+
+// With the u flag a surrogate pair is one code point, so only lone surrogates match the range.
+const LONE_SURROGATE_OR_REPLACEMENT = /[\uD800-\uDFFF\uFFFD]/u;
+
+/**
+ * A bounded list of ids (e.g. `exclude_item_ids`): at most `maxCount`, each non-empty, at most `maxBytes` bytes,
+ * valid UTF-8 (a proto string decoded from invalid UTF-8 holds U+FFFD, which no catalog id is allowed to carry).
+ * The message names the field and the offending position.
+ */
+export function validateIdList(field: string, value: unknown, maxCount: number, maxBytes: number): string[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw invalidArgument(`${field} must be a list of ids`);
+  if (value.length > maxCount) {
+    throw invalidArgument(`${field} has ${value.length} ids; at most ${maxCount} are allowed`);
+  }
+  value.forEach((id: unknown, i) => {
+    const at = `${field}[${i}]`;
+    validateId(at, id, maxBytes);
+    if (LONE_SURROGATE_OR_REPLACEMENT.test(id as string)) throw invalidArgument(`${at} is not valid UTF-8`);
+  });
+  return value as string[];
 }

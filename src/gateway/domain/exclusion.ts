@@ -1,0 +1,48 @@
+/**
+ * The per-request exclusion mask sent to the model server with the prompt (docs/BUNDLE.md, `exclude_mask`): one
+ * bit per catalog item, packed LSB first, so the upper model ranks only the allowed items before its top-k. A plain
+ * Uint8Array of `ceil(N / 8)` bytes: requests of one batch stack their masks along the batch dimension.
+ */
+
+export class ExclusionMask {
+  readonly bits: Uint8Array;
+  /** Catalog items currently excluded. */
+  count = 0;
+
+  constructor(readonly items: number) {
+    this.bits = new Uint8Array((items + 7) >> 3);
+  }
+
+  has(index: number): boolean {
+    return ((this.bits[index >> 3] as number) & (1 << (index & 7))) !== 0;
+  }
+
+  /** Excludes one item index (0 ≤ index < items); already excluded items are not counted twice. */
+  exclude(index: number): void {
+    const byte = index >> 3;
+    const bit = 1 << (index & 7);
+    const b = this.bits[byte] as number;
+    if ((b & bit) === 0) {
+      this.bits[byte] = b | bit;
+      this.count++;
+    }
+  }
+
+  /** Excludes every item except `allowed` (a candidate set); call before any `exclude`. */
+  excludeAllExcept(allowed: Iterable<number>): void {
+    this.bits.fill(0xff);
+    const tail = this.items & 7;
+    // Bits past the last item stay 0 (the model ignores them; zero keeps the mask canonical).
+    if (tail !== 0) this.bits[this.bits.length - 1] = (1 << tail) - 1;
+    this.count = this.items;
+    for (const index of allowed) {
+      const byte = index >> 3;
+      const bit = 1 << (index & 7);
+      const b = this.bits[byte] as number;
+      if ((b & bit) !== 0) {
+        this.bits[byte] = b & ~bit;
+        this.count--;
+      }
+    }
+  }
+}
