@@ -3,6 +3,8 @@
  * bit per catalog item, packed LSB first, so the upper model ranks only the allowed items before its top-k. A plain
  * Uint8Array of `ceil(N / 8)` bytes: requests of one batch stack their masks along the batch dimension.
  */
+import { invalidArgument } from '../../shared/errors.js';
+import type { Catalog } from './ports.js';
 
 export class ExclusionMask {
   readonly bits: Uint8Array;
@@ -45,4 +47,39 @@ export class ExclusionMask {
       }
     }
   }
+}
+
+/** Excludes the catalog items among `itemIds` (ids outside the catalog are ignored). */
+export function excludeItems(mask: ExclusionMask, catalog: Catalog, itemIds: Iterable<string>): void {
+  for (const itemId of itemIds) {
+    const token = catalog.tokenOf(itemId);
+    if (token !== undefined) mask.exclude(token - catalog.itemTokenBase);
+  }
+}
+
+/**
+ * A request's own part of the mask: everything outside its candidates (when it names any), then its excluded ids.
+ * A candidate set with no catalog item is refused: it could only return nothing.
+ */
+export function requestMask(
+  catalog: Catalog,
+  candidateItemIds: readonly string[],
+  excludeItemIds: readonly string[],
+): ExclusionMask {
+  const mask = new ExclusionMask(catalog.size);
+  if (candidateItemIds.length > 0) {
+    const allowed: number[] = [];
+    for (const id of candidateItemIds) {
+      const token = catalog.tokenOf(id);
+      if (token !== undefined) allowed.push(token - catalog.itemTokenBase);
+    }
+    if (allowed.length === 0) {
+      throw invalidArgument(
+        `candidate_item_ids: none of the ${candidateItemIds.length} ids is in the catalog`,
+      );
+    }
+    mask.excludeAllExcept(allowed);
+  }
+  excludeItems(mask, catalog, excludeItemIds);
+  return mask;
 }

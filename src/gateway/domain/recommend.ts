@@ -16,7 +16,7 @@ import {
   type MemoryModel,
 } from './memory.js';
 import { invalidArgument } from '../../shared/errors.js';
-import { ExclusionMask } from './exclusion.js';
+import { excludeItems, requestMask } from './exclusion.js';
 import type { Catalog, MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
 import { validateId, validateIdList, validateRange, type Limits } from './validation.js';
 
@@ -147,43 +147,10 @@ export class RecommendService {
     };
   }
 
-  private excludeItem(mask: ExclusionMask, itemId: string): void {
-    const token = this.d.catalog.tokenOf(itemId);
-    if (token !== undefined) mask.exclude(token - this.d.catalog.itemTokenBase);
-  }
-
-  /**
-   * The request's part of the mask: everything outside its candidates, then its excluded ids (ids outside the
-   * catalog are ignored; a candidate set with no catalog item is refused, it could only return nothing).
-   */
-  private requestMask(req: ValidatedRecommend): ExclusionMask {
-    const { catalog } = this.d;
-    const mask = new ExclusionMask(catalog.size);
-    const indexOf = (itemId: string): number | undefined => {
-      const token = catalog.tokenOf(itemId);
-      return token === undefined ? undefined : token - catalog.itemTokenBase;
-    };
-    if (req.candidateItemIds.length > 0) {
-      const allowed: number[] = [];
-      for (const id of req.candidateItemIds) {
-        const index = indexOf(id);
-        if (index !== undefined) allowed.push(index);
-      }
-      if (allowed.length === 0) {
-        throw invalidArgument(
-          `candidate_item_ids: none of the ${req.candidateItemIds.length} ids is in the catalog`,
-        );
-      }
-      mask.excludeAllExcept(allowed);
-    }
-    for (const id of req.excludeItemIds) this.excludeItem(mask, id);
-    return mask;
-  }
-
   async recommend(input: RecommendInput, sink: RecommendSink, signal?: AbortSignal): Promise<void> {
     const req = this.validate(input);
     const { userId, topN, memoryK } = req;
-    const mask = this.requestMask(req);
+    const mask = requestMask(this.d.catalog, req.candidateItemIds, req.excludeItemIds);
     const t0 = performance.now();
     const stage = (name: string, started: number) => {
       const ms = performance.now() - started;
@@ -211,9 +178,13 @@ export class RecommendService {
       pending = countPending(entries, encoded, model);
     }
     if (consumed !== undefined) {
-      for (const itemId of consumed) this.excludeItem(mask, itemId);
+      excludeItems(mask, catalog, consumed);
       // History items are consumed too (this also covers data stored before the consumed set existed).
-      for (const e of entries) this.excludeItem(mask, e.itemId);
+      excludeItems(
+        mask,
+        catalog,
+        entries.map((e) => e.itemId),
+      );
     }
     const memoryReadMs = stage('memory.read', t);
     const n = entries.length;
