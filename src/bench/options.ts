@@ -33,6 +33,7 @@ export const ALL_SECTIONS = [
   'store',
   'retriever',
   'memory',
+  'exclusion',
 ] as const;
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

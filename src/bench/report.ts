@@ -60,6 +60,17 @@ export interface IngestFigure {
   model_server_cpu_ms_per_event?: number;
 }
 
+/** What the exclusion input adds per Recommend: ModelInfer bytes and the gateway's mask-building CPU time. */
+export interface ExclusionFigure {
+  catalog_items: number;
+  mask_bytes: number;
+  infer_request_bytes_without_mask: number;
+  infer_request_bytes_with_mask: number;
+  added_bytes: number;
+  /** Microseconds to build one request's mask, per case. */
+  build_us: Record<string, number>;
+}
+
 export interface TargetCheck {
   name: string;
   target: string;
@@ -89,6 +100,7 @@ export interface BenchReport {
   ingest_to_store_floor_ratio: number | null;
   model_bytes_per_request: { request: number; response: number; calls: number } | null;
   message_bytes: { request: number; response: number } | null;
+  exclusion: ExclusionFigure | null;
   targets: TargetCheck[];
   sweep: {
     echo: SweepPoint[];
@@ -138,6 +150,7 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     ingest_to_store_floor_ratio: null,
     model_bytes_per_request: null,
     message_bytes: null,
+    exclusion: null,
     targets: [],
     sweep: { echo: [], recommend: [], model_server: [], recommend_open_loop: [], ingest: [] },
     profiles: {},
@@ -371,6 +384,15 @@ export function renderMarkdown(report: BenchReport): string {
       'gateway <-> model server bytes per Recommend (req / resp / calls)',
       `${fmt(m.request, 0)} / ${fmt(m.response, 0)} / ${fmt(m.calls, 2)}`,
     ]);
+  }
+  if (report.exclusion !== null) {
+    const x = report.exclusion;
+    extras.push([
+      `exclude_mask bytes added per ModelInfer (${x.catalog_items} items, ${x.mask_bytes}-byte mask)`,
+      `+${x.added_bytes} (${x.infer_request_bytes_without_mask} → ${x.infer_request_bytes_with_mask})`,
+    ]);
+    for (const [name, us] of Object.entries(x.build_us))
+      extras.push([`exclusion mask build, gateway CPU (us): ${name.replaceAll('_', ' ')}`, fmt(us, 2)]);
   }
   if (report.message_bytes !== null) {
     extras.push([

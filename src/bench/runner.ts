@@ -14,6 +14,7 @@ import { REPO_ROOT, type BenchOptions } from './options.js';
 import { emptyReport, finalizeReport, type BenchReport } from './report.js';
 import { ServerHost } from './servers.js';
 import { gatewayOptions, readCatalog, type BenchContext, type Log } from './scenarios/context.js';
+import { benchExclusionSection } from './scenarios/exclusion.js';
 import { benchIngest } from './scenarios/ingest.js';
 import { benchMemory } from './scenarios/memory.js';
 import { benchModelServerAlone } from './scenarios/model-server.js';
@@ -138,6 +139,7 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
     if (has('store')) await benchStoreFloorSection(ctx);
     if (has('memory') && modelServer !== undefined) await benchMemory(ctx, modelServer.address);
     if (has('retriever')) await benchRetrieverSection(ctx);
+    if (has('exclusion')) await benchExclusionSection(ctx);
     if (options.profile && modelServer !== undefined && calibration !== undefined)
       await profileGateway(ctx, modelServer, calibration.target, userPrefix);
   } finally {

@@ -19,6 +19,9 @@ const HELP = `Usage: npm run replay -- --dataset DIR --bundle DIR --targets FILE
   --limit-users N     replay only the first N users (a smoke check; parity is not judged)
   --top-n N           items requested per Recommend (default 100, capped at the bundle's top_k)
   --max-history N     history kept per user by the started gateway (default: the gateway's own default)
+  --exclude-consumed auto|true|false
+                      Recommend's exclude_consumed (default auto: the targets file's policy, which the
+                      offline automr ranks were computed with)
   --min-agreement X   least share of samples whose served rank equals the offline one (default 0.99)
   --out FILE          also write the JSON report
 Exit code 0 only with parity: every metric inside the offline interval and the agreement reached.`;
@@ -35,6 +38,7 @@ async function main(): Promise<number> {
       'limit-users': { type: 'string' },
       'top-n': { type: 'string', default: '100' },
       'max-history': { type: 'string' },
+      'exclude-consumed': { type: 'string', default: 'auto' },
       'min-agreement': { type: 'string', default: '0.99' },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -61,6 +65,9 @@ async function main(): Promise<number> {
     topN: Number(values['top-n'] ?? 100),
     ...(values['max-history'] === undefined ? {} : { maxHistory: Number(values['max-history']) }),
     memoryK: 1,
+    ...(values['exclude-consumed'] === 'auto' || values['exclude-consumed'] === undefined
+      ? {}
+      : { excludeConsumed: values['exclude-consumed'] === 'true' }),
     minAgreement: Number(values['min-agreement'] ?? 0.99),
     userPrefix: `replay-${randomBytes(3).toString('hex')}-`,
     encodingWaitMs: 5_000,

@@ -1,7 +1,8 @@
 /**
  * Served-path parity: streams a dataset's events through the running service's Ingest (each user's
- * events in time order, timestamps in ms), calls Recommend (memory_k 1) right before each test target is
- * ingested, and computes the offline metrics from what was served. It starts the local model server and a
+ * events in time order, timestamps in ms), calls Recommend (memory_k 1, with the consumed-item exclusion the
+ * offline automr row was evaluated with) right before each test target is ingested, and computes the offline
+ * metrics from what was served. It starts the local model server and a
  * gateway on the given bundle itself unless `address` names a running gateway.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -35,6 +36,8 @@ export interface ReplayOptions {
   limitUsers?: number;
   topN: number;
   memoryK: number;
+  /** Recommend's `exclude_consumed`; undefined = what the targets file's policy says (off without one). */
+  excludeConsumed?: boolean;
   userPrefix: string;
   /** History kept per user by a started gateway (its `--max-history`); undefined = the gateway's default. */
   maxHistory?: number;
@@ -60,6 +63,8 @@ export interface TargetSample {
 export interface TargetsFile {
   dataset: string;
   fingerprint: string;
+  /** The bundle's serving policy; `automr_rank` was computed with its exclusion setting. */
+  policy?: { exclude_consumed?: boolean; memory_k?: number };
   automr_row: OfflineRow;
   samples: TargetSample[];
 }
@@ -72,6 +77,8 @@ export interface ReplayReport {
   samples: number;
   users: number;
   events_ingested: number;
+  /** Whether Recommend excluded each user's consumed items. */
+  exclude_consumed: boolean;
   served: Metrics;
   comparison: MetricComparison[];
   all_within: boolean;
@@ -144,6 +151,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
   let users = [...byUser.keys()];
   if (options.limitUsers !== undefined) users = users.slice(0, options.limitUsers);
   const topN = Math.min(options.topN, manifest.top_k ?? options.topN);
+  const excludeConsumed = options.excludeConsumed ?? targets.policy?.exclude_consumed ?? false;
 
   const hosts: ServerHost[] = [];
   let dataDir: string | undefined;
@@ -170,7 +178,15 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     }
     const client = new RecommenderClient(address, { deadlineMs: 60_000 });
     await client.waitForReady();
-    log(`replaying ${users.length} users, ${targets.samples.length} targets against ${address}`);
+    log(
+      `replaying ${users.length} users, ${targets.samples.length} targets against ${address}` +
+        ` (exclude_consumed ${excludeConsumed})`,
+    );
+    const request = {
+      top_n: topN,
+      memory_k: options.memoryK,
+      exclude_consumed: excludeConsumed,
+    };
 
     const servedRank = new Map<TargetSample, number>();
     let eventsIngested = 0;
@@ -182,11 +198,11 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
 
     const recommendEncoded = async (userId: string): Promise<RecommendResult> => {
       const deadline = Date.now() + options.encodingWaitMs;
-      let result = await client.recommend({ user_id: userId, top_n: topN, memory_k: options.memoryK });
+      let result = await client.recommend({ user_id: userId, ...request });
       if ((result.summary?.pending_encodings ?? 0) > 0) waited += 1;
       while ((result.summary?.pending_encodings ?? 0) > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20));
-        result = await client.recommend({ user_id: userId, top_n: topN, memory_k: options.memoryK });
+        result = await client.recommend({ user_id: userId, ...request });
       }
       if ((result.summary?.pending_encodings ?? 0) > 0) lagging += 1;
       return result;
@@ -252,6 +268,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       samples: replayed.length,
       users: users.length,
       events_ingested: eventsIngested,
+      exclude_consumed: excludeConsumed,
       served,
       comparison,
       all_within: allWithin,
@@ -273,7 +290,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
 export function renderReplay(report: ReplayReport): string {
   const f = (v: number): string => v.toFixed(4);
   const lines = [
-    `## Served-path replay: ${report.dataset} (${report.samples} targets, ${report.users} users, ${report.events_ingested} events, ${report.wall_s} s)`,
+    `## Served-path replay: ${report.dataset} (${report.samples} targets, ${report.users} users, ${report.events_ingested} events, ${report.wall_s} s, exclude_consumed ${report.exclude_consumed})`,
     '',
     '| metric | served | offline automr | offline 95% CI | within |',
     '| --- | --- | --- | --- | --- |',
