@@ -1,7 +1,9 @@
 /**
  * `npm run demo`: streams a synthetic user's events (items drawn from the bundle catalog) into the gateway at
  * AUTOMR_ADDR, then asks for recommendations and prints the ranked items with the memories retrieved.
- * Options: --user <id> (default demo-<time>), --events <n> (default 40), --top-n <n> (10), --memory-k <k> (3).
+ * Options: --user <id> (default demo-<time>), --events <n> (default 40), --top-n <n> (10), --memory-k <k> (3),
+ * --exclude-consumed true|false (default: the gateway's setting). It then shows the consumed-item exclusion: the
+ * same request with the exclusion flipped, and which of its slots would hold items the user already consumed.
  */
 import { parseArgs } from 'node:util';
 import { isServiceError, RecommenderClient } from '../client/recommender-client.js';
@@ -14,12 +16,13 @@ const { values } = parseArgs({
     events: { type: 'string', default: '40' },
     'top-n': { type: 'string', default: '10' },
     'memory-k': { type: 'string', default: '3' },
+    'exclude-consumed': { type: 'string' },
     help: { type: 'boolean' },
   },
 });
 if (values.help === true) {
   console.log(
-    'Usage: npm run demo -- [--user ID] [--events N] [--top-n N] [--memory-k K]   (gateway at AUTOMR_ADDR)',
+    'Usage: npm run demo -- [--user ID] [--events N] [--top-n N] [--memory-k K] [--exclude-consumed true|false]   (gateway at AUTOMR_ADDR)',
   );
   process.exit(0);
 }
@@ -67,11 +70,25 @@ for (let i = 0; i < 50; i++) {
   await new Promise((r) => setTimeout(r, 100));
 }
 
-console.log('recommendations:');
-const { items, summary: s } = await client
-  .recommend({ user_id: user, top_n: Number(values['top-n']), memory_k: Number(values['memory-k']) })
-  .catch(fail('Recommend'));
-for (const it of items) console.log(`  #${it.rank}  ${it.item_id}  ${it.title}  (${it.score.toFixed(3)})`);
+const flag = values['exclude-consumed'];
+const request = {
+  user_id: user,
+  top_n: Number(values['top-n']),
+  memory_k: Number(values['memory-k']),
+  ...(flag === undefined ? {} : { exclude_consumed: flag === 'true' }),
+};
+const consumed = new Set(events.map((e) => e.item_id));
+const mark = (itemId: string) => (consumed.has(itemId) ? '  [already consumed]' : '');
+const show = (list: { rank: number; item_id: string; title: string; score: number }[]) => {
+  for (const it of list)
+    console.log(`  #${it.rank}  ${it.item_id}  ${it.title}  (${it.score.toFixed(3)})${mark(it.item_id)}`);
+};
+const { items, summary: s } = await client.recommend(request).catch(fail('Recommend'));
+console.log(
+  `recommendations (exclude_consumed ${String(s?.consumed_excluded)}${flag === undefined ? ', the gateway setting' : ''}; ` +
+    `${s?.excluded_count ?? 0} catalog items masked inside the model before its top-k):`,
+);
+show(items);
 if (s) {
   console.log(
     `retrieved memories (model ${s.model_version}, memory ${s.memory_size} of history ${s.history_size}):`,
@@ -89,5 +106,17 @@ if (s) {
     );
   if (s.encoding_lagging)
     console.log(`note: ${s.pending_encodings} memory elements were still being encoded`);
+  // The same request with the exclusion flipped: what the consumed-item exclusion changes.
+  const other = await client
+    .recommend({ ...request, exclude_consumed: !s.consumed_excluded })
+    .catch(fail('Recommend'));
+  const repeats = (list: { item_id: string }[]) => list.filter((it) => consumed.has(it.item_id)).length;
+  const [withEx, withoutEx] = s.consumed_excluded ? [items, other.items] : [other.items, items];
+  console.log(
+    `consumed-item exclusion: without it ${repeats(withoutEx)} of the top ${withoutEx.length} are items ${user} ` +
+      `already consumed; with it ${repeats(withEx)} of ${withEx.length}.`,
+  );
+  console.log(`the same request with exclude_consumed ${String(other.summary?.consumed_excluded)}:`);
+  show(other.items);
 }
 client.close();
