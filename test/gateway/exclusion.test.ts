@@ -7,7 +7,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import type { CatalogItem } from '../../src/gateway/bundle.js';
 import { defaultConfig, type GatewayConfig } from '../../src/gateway/config.js';
@@ -38,13 +39,16 @@ before(async () => {
 after(() => stack.close());
 
 void test('exclude_item_ids never come back and top_n stays full; ids outside the catalog are ignored', async () => {
-  const plain = await recommend(c, USER, 20, 1);
+  const plain = await recommend(c, USER, 20, 1, { exclude_consumed: false });
   assert.equal(plain.error, undefined);
   assert.equal(plain.items.length, 20);
   assert.equal(plain.summary?.excluded_count, 0);
   assert.equal(plain.summary?.memory_k, 1);
   const banned = plain.items.slice(0, 8).map((i) => i.item_id);
-  const r = await recommend(c, USER, 20, 1, { exclude_item_ids: [...banned, 'no-such-item', banned[0]!] });
+  const r = await recommend(c, USER, 20, 1, {
+    exclude_consumed: false,
+    exclude_item_ids: [...banned, 'no-such-item', banned[0]!],
+  });
   assert.equal(r.error, undefined, r.error?.details);
   assert.equal(r.items.length, 20, 'top_n items although the 8 best are excluded');
   assert.deepEqual(
@@ -67,6 +71,7 @@ void test('exclude_item_ids never come back and top_n stays full; ids outside th
 void test('candidate_item_ids: only candidates are ranked; fewer allowed items than top_n returns them all', async () => {
   const candidates = catalog.filter((_, i) => i % 25 === 3).map((i) => i.itemId); // 12 of 300
   const r = await recommend(c, USER, 30, 0, {
+    exclude_consumed: false,
     candidate_item_ids: [...candidates, 'unknown-candidate'],
     exclude_item_ids: [candidates[0]!],
   });
@@ -142,8 +147,8 @@ void test('exclude_consumed: no consumed item is served, also those older than t
   await withGateway({ maxHistory: 20 }, async (gw) => {
     assert.equal((await ingest(gw, eventsOf('heavy', consumedIdx))).error, undefined);
     const consumed = new Set(consumedIdx.map((j) => catalog[j]!.itemId));
-    const plain = await recommend(gw, 'heavy', 100, 1);
-    assert.equal(plain.summary?.consumed_excluded, false, 'no policy in the bundle, auto = off');
+    const plain = await recommend(gw, 'heavy', 100, 1, { exclude_consumed: false });
+    assert.equal(plain.summary?.consumed_excluded, false);
     assert.ok(
       plain.items.some((i) => consumed.has(i.item_id)),
       'the control: without exclusion the model ranks consumed items',
@@ -198,4 +203,54 @@ void test('AUTOMR_EXCLUDE_CONSUMED=true is the default for requests that leave i
     assert.equal(off.summary?.excluded_count, 0);
     assert.ok(off.items.some((i) => consumed.has(i.item_id)));
   });
+});
+
+void test('AUTOMR_EXCLUDE_CONSUMED / AUTOMR_MEMORY_K = auto follow the bundle policy (and an old bundle without one)', async () => {
+  // The committed bundle with a policy written into its manifest; the model repository stays the committed one.
+  const dir = tempDir('automr-excl-policy-');
+  try {
+    const manifest = JSON.parse(readFileSync(path.join(BUNDLE_DIR, 'manifest.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const write = (policy: unknown) => {
+      const m: Record<string, unknown> = {
+        ...manifest,
+        model_repository: path.resolve(BUNDLE_DIR, String(manifest.model_repository)),
+      };
+      if (policy === undefined) delete m.policy;
+      else m.policy = policy;
+      writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(m));
+    };
+    copyFileSync(path.join(BUNDLE_DIR, 'retriever.onnx'), path.join(dir, 'retriever.onnx'));
+    const idx = Array.from({ length: 30 }, (_, i) => i * 5);
+    write({ exclude_consumed: true, repeat_rate: 0, memory_k: 0, reason: 'test policy' });
+    await withGateway({ bundle: dir }, async (gw) => {
+      await ingest(gw, eventsOf('u-policy', idx));
+      const r = await recommend(gw, 'u-policy', 50);
+      assert.equal(r.summary?.consumed_excluded, true, 'policy.exclude_consumed');
+      assert.equal(r.summary?.memory_k, 0, 'policy.memory_k = 0: served without memory');
+      assert.deepEqual(r.summary?.retrieved, []);
+      assert.equal(r.summary?.excluded_count, idx.length);
+      const asked = await recommend(gw, 'u-policy', 50, 2, { exclude_consumed: false });
+      assert.equal(asked.summary?.memory_k, 2, 'a request can still ask for memories');
+      assert.equal(asked.summary?.consumed_excluded, false);
+    });
+    write(undefined);
+    await withGateway({ bundle: dir }, async (gw) => {
+      await ingest(gw, eventsOf('u-old', idx));
+      const r = await recommend(gw, 'u-old', 50);
+      assert.equal(r.summary?.consumed_excluded, false, 'no policy: exclusion off');
+      assert.equal(r.summary?.memory_k, 1, 'no policy: one memory');
+    });
+    write({ exclude_consumed: true, memory_k: 0 });
+    await withGateway({ bundle: dir, excludeConsumed: 'false', memoryK: 3 }, async (gw) => {
+      await ingest(gw, eventsOf('u-dep', idx));
+      const r = await recommend(gw, 'u-dep', 50);
+      assert.equal(r.summary?.consumed_excluded, false, 'the deployment setting wins over the policy');
+      assert.equal(r.summary?.memory_k, 3);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
