@@ -166,6 +166,14 @@ void test('exclude_consumed: no consumed item is served, also those older than t
     // Only 40 items are left: top_n = 100 returns all 40 of them, nothing else.
     const all = await recommend(gw, 'heavy', 100, 1, { exclude_consumed: true, exclude_item_ids: [] });
     assert.equal(all.items.length, catalog.length - consumed.size);
+    // Parity with the offline definition (rank among the allowed items): the model's own ranking with the
+    // consumed items taken out, in the same order and with the same scores.
+    const allowedInPlainOrder = plain.items.filter((i) => !consumed.has(i.item_id));
+    assert.ok(allowedInPlainOrder.length > 0);
+    assert.deepEqual(
+      all.items.slice(0, allowedInPlainOrder.length).map((i) => [i.item_id, i.score]),
+      allowedInPlainOrder.map((i) => [i.item_id, i.score]),
+    );
     assert.deepEqual(
       all.items.filter((i) => consumed.has(i.item_id)),
       [],
