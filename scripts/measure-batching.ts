@@ -21,7 +21,9 @@ const K = 30;
 async function run(label: string, repository: string): Promise<void> {
   const server = await startModelServer({ repository });
   const client = new TritonClient({ address: server.address, defaultDeadlineMs: 60_000 });
-  const d = (await client.modelMetadata('llm_upper')).inputs.find((i) => i.name === 'memory')!.shape[2]!;
+  const meta = await client.modelMetadata('llm_upper');
+  const d = meta.inputs.find((i) => i.name === 'memory')!.shape[2]!;
+  const maskBytes = meta.inputs.find((i) => i.name === 'exclude_mask')!.shape[1]!;
   const inputs = (seed: number): Tensor[] => [
     {
       name: 'input_ids',
@@ -32,6 +34,7 @@ async function run(label: string, repository: string): Promise<void> {
     { name: 'attention_mask', datatype: 'INT64', shape: [1, T], data: new BigInt64Array(T).fill(1n) },
     { name: 'memory', datatype: 'FP32', shape: [1, K, d], data: new Float32Array(K * d).fill(0.01) },
     { name: 'memory_mask', datatype: 'INT64', shape: [1, K], data: new BigInt64Array(K).fill(1n) },
+    { name: 'exclude_mask', datatype: 'UINT8', shape: [1, maskBytes], data: new Uint8Array(maskBytes) },
   ];
   await client.infer({ model: 'automr_recommend', inputs: inputs(0) });
   let next = 0;

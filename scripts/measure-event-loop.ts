@@ -19,6 +19,8 @@ const B = 16;
 const T = 11;
 const K = 90;
 const D = 64;
+/** Bytes of llm_upper's exclude_mask (one bit per catalog item of the committed 300-item bundle). */
+const MASK_BYTES = 38;
 
 function feeds(): Record<string, ort.Tensor> {
   const hidden = new Float32Array(B * T * D).map(() => Math.random() - 0.5);
@@ -28,6 +30,7 @@ function feeds(): Record<string, ort.Tensor> {
     attention_mask: new ort.Tensor('int64', new BigInt64Array(B * T).fill(1n), [B, T]),
     memory: new ort.Tensor('float32', memory, [B, K, D]),
     memory_mask: new ort.Tensor('int64', new BigInt64Array(B * K).fill(1n), [B, K]),
+    exclude_mask: new ort.Tensor('uint8', new Uint8Array(B * MASK_BYTES), [B, MASK_BYTES]),
   };
 }
 
@@ -58,13 +61,14 @@ const WORKER = `
 const ort = require('onnxruntime-node');
 const { parentPort, workerData } = require('node:worker_threads');
 (async () => {
-  const { model, intra, ms, B, T, K, D } = workerData;
+  const { model, intra, ms, B, T, K, D, MASK_BYTES } = workerData;
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: intra, interOpNumThreads: 1 });
   const f = {
     hidden: new ort.Tensor('float32', new Float32Array(B * T * D).map(() => Math.random() - 0.5), [B, T, D]),
     attention_mask: new ort.Tensor('int64', new BigInt64Array(B * T).fill(1n), [B, T]),
     memory: new ort.Tensor('float32', new Float32Array(B * K * D).map(() => Math.random() - 0.5), [B, K, D]),
     memory_mask: new ort.Tensor('int64', new BigInt64Array(B * K).fill(1n), [B, K]),
+    exclude_mask: new ort.Tensor('uint8', new Uint8Array(B * MASK_BYTES), [B, MASK_BYTES]),
   };
   await session.run(f);
   const end = Date.now() + ms;
@@ -98,7 +102,7 @@ const { parentPort, workerData } = require('node:worker_threads');
     await measure(`worker thread, intraOp ${intra}`, async () => {
       const worker = new Worker(WORKER, {
         eval: true,
-        workerData: { model: MODEL, intra, ms: seconds * 1000, B, T, K, D },
+        workerData: { model: MODEL, intra, ms: seconds * 1000, B, T, K, D, MASK_BYTES },
       });
       const [runs] = await Promise.all([
         new Promise<number>((r) => worker.once('message', (n: number) => r(n))),
