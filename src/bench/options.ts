@@ -22,6 +22,8 @@ export interface BenchOptions {
   /** Users seeded for the Recommend load, and events each. */
   users: number;
   eventsPerUser: number;
+  /** Config of every gateway the run starts, by GatewayConfig key (A/B runs of an option). */
+  gatewayConfig: Record<string, string | number>;
 }
 
 export const ALL_SECTIONS = [
@@ -55,5 +57,6 @@ export function defaultOptions(quick: boolean): BenchOptions {
     ingestWindow: 64,
     users: quick ? 100 : 500,
     eventsPerUser: 100,
+    gatewayConfig: {},
   };
 }

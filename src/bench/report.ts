@@ -33,6 +33,8 @@ export interface SweepPoint {
   server_cpu_ms_per_request?: number;
   /** Recommend only: CPU time the model server spent per Recommend. */
   model_server_cpu_ms_per_request?: number;
+  /** Recommend only: ModelInfer calls per Recommend (below 1 when concurrent Recommends are coalesced). */
+  model_calls_per_request?: number;
 }
 
 export interface OpenLoopPoint {
@@ -85,6 +87,10 @@ export interface BenchReport {
   /** The model server alone at c=64 (the ceiling for Recommend on this machine) and Recommend's share of it. */
   model_server_rps: number | null;
   recommend_to_model_server_ratio: number | null;
+  /** CPU per request at c=64, same run: the gateway per Recommend, the echo server per call, and their ratio. */
+  gateway_cpu_ms_per_recommend: number | null;
+  echo_server_cpu_ms_per_call: number | null;
+  gateway_to_echo_cpu_ratio: number | null;
   overhead_p50_ms: number | null;
   overhead_p99_ms: number | null;
   ingest_eps: number | null;
@@ -135,6 +141,9 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     echo_rps: null,
     recommend_rps: null,
     recommend_to_echo_ratio: null,
+    gateway_cpu_ms_per_recommend: null,
+    echo_server_cpu_ms_per_call: null,
+    gateway_to_echo_cpu_ratio: null,
     model_server_rps: null,
     recommend_to_model_server_ratio: null,
     overhead_p50_ms: null,
@@ -174,6 +183,12 @@ export function finalizeReport(report: BenchReport): BenchReport {
   const model = at64(report.sweep.model_server);
   report.model_server_rps = model === undefined ? null : Math.round(model.rps);
   report.recommend_to_model_server_ratio = ratio(report.recommend_rps, report.model_server_rps);
+  report.gateway_cpu_ms_per_recommend = recommend?.server_cpu_ms_per_request ?? null;
+  report.echo_server_cpu_ms_per_call = echo?.server_cpu_ms_per_request ?? null;
+  report.gateway_to_echo_cpu_ratio = ratio(
+    report.gateway_cpu_ms_per_recommend,
+    report.echo_server_cpu_ms_per_call,
+  );
   const c1 = report.sweep.recommend.find((p) => p.concurrency === 1);
   report.overhead_p50_ms = c1?.overhead?.p50_ms ?? null;
   report.overhead_p99_ms = c1?.overhead?.p99_ms ?? null;
@@ -196,9 +211,23 @@ export function finalizeReport(report: BenchReport): BenchReport {
     met: value === null ? null : ok(value),
   });
   report.targets = [
+    check(
+      'gateway CPU per Recommend / echo CPU per call at c=64',
+      '<= 3',
+      report.gateway_to_echo_cpu_ratio,
+      (v) => v <= 3,
+    ),
+    check(
+      'recommend_rps / model_server_rps at c=64',
+      '>= 0.8',
+      report.recommend_to_model_server_ratio,
+      (v) => v >= 0.8,
+    ),
     check('recommend_rps / echo_rps at c=64', '>= 0.5', report.recommend_to_echo_ratio, (v) => v >= 0.5),
+    check('gateway overhead p50 at c=1 (ms)', '<= 0.5', report.overhead_p50_ms, (v) => v <= 0.5),
     check('gateway overhead p99 at c=1 (ms)', '<= 2', report.overhead_p99_ms, (v) => v <= 2),
-    check('durable ingest into lmdb (events/s)', '>= 10000', report.ingest_eps, (v) => v >= 10_000),
+    check('durable ingest into lmdb (events/s)', '>= 20000', report.ingest_eps, (v) => v >= 20_000),
+    check('durable ingest into Redis (events/s)', '>= 12000', report.ingest_redis_eps, (v) => v >= 12_000),
     check('retriever p99 with 90 elements (us)', '<= 200', report.retriever_p99_us, (v) => v <= 200),
   ];
   return report;
@@ -255,6 +284,7 @@ export function renderMarkdown(report: BenchReport): string {
       fmt(echo.server_cpu_ms_per_request, 3),
       fmt(rec?.server_cpu_ms_per_request, 3),
       fmt(rec?.model_server_cpu_ms_per_request, 3),
+      fmt(rec?.model_calls_per_request, 2),
       String((rec?.errors ?? 0) + echo.errors),
     ]);
   }
@@ -275,6 +305,7 @@ export function renderMarkdown(report: BenchReport): string {
         'echo CPU ms/call',
         'gateway CPU ms/req',
         'model srv CPU ms/req',
+        'ModelInfer/req',
         'errors',
       ],
       rows,
@@ -374,6 +405,10 @@ export function renderMarkdown(report: BenchReport): string {
   for (const [store, bytes] of Object.entries(report.bytes_per_user)) {
     extras.push([`bytes per user (${store})`, fmt(bytes, 0)]);
   }
+  extras.push([
+    'CPU per request at c=64: gateway per Recommend / echo server per call (ms)',
+    `${fmt(report.gateway_cpu_ms_per_recommend, 3)} / ${fmt(report.echo_server_cpu_ms_per_call, 3)} = ${fmt(report.gateway_to_echo_cpu_ratio, 2)}`,
+  ]);
   extras.push([
     'Recommend / model server alone at c=64',
     `${fmt(report.recommend_rps, 0)} / ${fmt(report.model_server_rps, 0)} = ${fmt(report.recommend_to_model_server_ratio, 3)}`,

@@ -27,6 +27,7 @@ const HELP = `Usage: npm run bench -- [options]
   --profile-dir DIR       where profiles go (default out/profiles)
   --redis URL             Redis for the Redis figures (default redis://127.0.0.1:6379)
   --bundle DIR            bundle folder (default bundle/)
+  --gateway K=V,...       gateway config overrides by GatewayConfig key (e.g. recommendBatch=1,batchDelayMs=1)
   --summarize-profile F   print the top self-time functions of a .cpuprofile and exit
 Environment: AUTOMR_TOKEN is sent as the bearer token on every call (the gateways the bench starts inherit
 AUTOMR_AUTH and its files from the environment).`;
@@ -57,6 +58,7 @@ async function main(): Promise<number> {
       'profile-dir': { type: 'string' },
       redis: { type: 'string' },
       bundle: { type: 'string' },
+      gateway: { type: 'string' },
       'summarize-profile': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -97,6 +99,14 @@ async function main(): Promise<number> {
   if (values['profile-dir'] !== undefined) options.profileDir = resolve(values['profile-dir']);
   if (values.redis !== undefined) options.redisUrl = values.redis;
   if (values.bundle !== undefined) options.bundleDir = resolve(values.bundle);
+  if (values.gateway !== undefined) {
+    for (const pair of values.gateway.split(',')) {
+      const [key, value] = pair.split('=').map((s) => s.trim());
+      if (key === undefined || key === '' || value === undefined)
+        throw new Error(`--gateway wants key=value: ${pair}`);
+      options.gatewayConfig[key] = value !== '' && Number.isFinite(Number(value)) ? Number(value) : value;
+    }
+  }
 
   const started = Date.now();
   const report = await runBench(options, (message) => console.error(`[bench] ${message}`));

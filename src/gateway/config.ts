@@ -382,6 +382,21 @@ const OPTIONS = {
     default: '127.0.0.1',
     schema: z.string().min(1),
   },
+  // — performance (issue 14) —
+  recommendBatch: {
+    flag: 'recommend-batch',
+    env: 'AUTOMR_RECOMMEND_BATCH',
+    help: "most concurrent Recommends coalesced into one automr_recommend call and one retriever run (at most the ensemble's max_batch_size; 1 = no coalescing)",
+    default: '64',
+    schema: int(1, 4096),
+  },
+  batchDelayMs: {
+    flag: 'batch-delay-ms',
+    env: 'AUTOMR_BATCH_DELAY_MS',
+    help: 'how long the first of concurrent model calls (Recommend, retriever, llm_lower) waits for others to join its batch (0 = those of the same event-loop turn)',
+    default: '0',
+    schema: z.coerce.number().min(0).max(100),
+  },
 } satisfies Record<string, OptionSpec>;
 
 type Options = typeof OPTIONS;

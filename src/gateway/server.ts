@@ -74,13 +74,16 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   const security = gatewaySecurity(config, logger);
   const bundle = deps.bundle ?? (await loadBundle(config.bundle));
   const metrics = createGatewayMetrics();
-  const retriever = deps.retriever ?? (await OnnxRetriever.load(bundle.retrieverPath, bundle.dModel));
+  const batching = { maxBatch: config.recommendBatch, delayMs: config.batchDelayMs };
+  const retriever =
+    deps.retriever ?? (await OnnxRetriever.load(bundle.retrieverPath, bundle.dModel, batching));
   const rawModelServer =
     deps.modelServer ??
     new TritonModelServer({
       address: config.modelServer,
       bundle,
       deadlineMs: config.inferDeadlineMs,
+      recommendBatch: batching,
       logger,
       onError: (model) => metrics.tritonErrors.add(1, { model }),
       transport: modelServerTransport(config),
@@ -105,7 +108,15 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     maxExcludeItems: config.maxExcludeItems,
     maxCandidateItems: config.maxCandidateItems,
   };
-  const encoder = new Encoder({ store, modelServer, model, batchSize: config.encodeBatch, logger, metrics });
+  const encoder = new Encoder({
+    store,
+    modelServer,
+    model,
+    batchSize: config.encodeBatch,
+    batchDelayMs: config.batchDelayMs,
+    logger,
+    metrics,
+  });
   const ingest = new IngestService({
     store,
     encoder,

@@ -61,13 +61,17 @@ function isAbortError(error: unknown): boolean {
   return error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
 }
 
+/** The AppError a fired signal stands for: its reason when that is one, else CANCELLED or DEADLINE_EXCEEDED. */
+export function abortError(signal: AbortSignal): AppError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof AppError) return reason;
+  if (reason instanceof Error && reason.name === 'TimeoutError') {
+    return new AppError('DEADLINE_EXCEEDED', 'deadline exceeded', { cause: reason });
+  }
+  return new AppError('CANCELLED', 'operation was cancelled', { cause: reason });
+}
+
 /** Throws the signal's reason as a CANCELLED/DEADLINE_EXCEEDED AppError when the signal has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted !== true) return;
-  const reason: unknown = signal.reason;
-  if (reason instanceof AppError) throw reason;
-  if (reason instanceof Error && reason.name === 'TimeoutError') {
-    throw new AppError('DEADLINE_EXCEEDED', 'deadline exceeded', { cause: reason });
-  }
-  throw new AppError('CANCELLED', 'operation was cancelled', { cause: reason });
+  if (signal?.aborted === true) throw abortError(signal);
 }

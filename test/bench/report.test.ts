@@ -36,21 +36,28 @@ void test('headline figures come from c=64 (throughput) and c=1 (overhead), with
     errors: 0,
   });
   report.retriever_p99_us = 150;
+  report.sweep.echo[3]!.server_cpu_ms_per_request = 0.05;
+  report.sweep.recommend[3]!.server_cpu_ms_per_request = 0.12;
   finalizeReport(report);
   assert.equal(report.echo_rps, 5000);
   assert.equal(report.recommend_rps, 2400);
   assert.equal(report.recommend_to_echo_ratio, 0.48);
+  assert.equal(report.gateway_cpu_ms_per_recommend, 0.12);
+  assert.equal(report.echo_server_cpu_ms_per_call, 0.05);
+  assert.equal(report.gateway_to_echo_cpu_ratio, 2.4);
+  assert.equal(report.recommend_to_model_server_ratio, null, 'no model-server figure in this run');
   assert.equal(report.overhead_p50_ms, 0.8);
   assert.equal(report.overhead_p99_ms, 2.5);
   assert.equal(report.ingest_eps, 12_345);
   assert.equal(report.ingest_p99_ms, 9);
   assert.deepEqual(
     report.targets.map((t) => t.met),
-    [false, false, true, true],
+    [true, null, false, false, false, false, null, true],
   );
   const markdown = renderMarkdown(report);
   assert.match(markdown, /\| 64 \| 5000 \| 1\.00 \| 2\.00 \| 2400 \| .* \| 0\.480 \|/);
-  assert.match(markdown, /durable ingest into lmdb .* \| yes \|/);
+  assert.match(markdown, /retriever p99 .* \| yes \|/);
+  assert.match(markdown, /gateway per Recommend \/ echo server per call \(ms\) \| 0\.120 \/ 0\.050 = 2\.40/);
   assert.match(markdown, /lmdb \| closed 4x64 \| 12345/);
 });
 

@@ -65,5 +65,5 @@ export function gatewayOptions(
   dataDir: string,
   options: BenchOptions,
 ): Record<string, unknown> {
-  return { modelServer, dataDir, bundle: options.bundleDir, memoryStore: 'lmdb' };
+  return { modelServer, dataDir, bundle: options.bundleDir, memoryStore: 'lmdb', ...options.gatewayConfig };
 }

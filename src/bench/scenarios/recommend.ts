@@ -168,6 +168,8 @@ export async function sweepEchoAndRecommend(
       const modelCpu = perCall(cpu.model, result.finished);
       if (gatewayCpu !== undefined) sweep.server_cpu_ms_per_request = gatewayCpu;
       if (modelCpu !== undefined) sweep.model_server_cpu_ms_per_request = modelCpu;
+      if (traffic.calls > 0 && result.finished > 0)
+        sweep.model_calls_per_request = Math.round((traffic.calls / result.finished) * 100) / 100;
       report.sweep.recommend.push(sweep);
       if (result.errors > 0)
         note(`Recommend c=${concurrency}: ${result.errors} errors, e.g. ${result.errorSamples[0] ?? ''}`);

@@ -1,5 +1,10 @@
-/** ModelServer port over the Triton client: llm_lower for encodings, one automr_recommend call per Recommend. */
+/**
+ * ModelServer port over the Triton client: llm_lower for encodings, automr_recommend for Recommends. Concurrent
+ * Recommends are coalesced into one batched automr_recommend ModelInfer (rows padded to the batch's longest prompt
+ * and memory, padding masked) and each caller gets its own row back, with its own cancellation.
+ */
 import { SpanKind } from '@opentelemetry/api';
+import { Coalescer } from '../../shared/coalescer.js';
 import { AppError } from '../../shared/errors.js';
 import { inSpan } from '../../shared/tracing.js';
 import type { Logger } from '../../shared/logger.js';
@@ -17,6 +22,15 @@ export interface TritonModelServerOptions {
   onError?: (model: string) => void;
   /** TLS/mTLS and headers (auth) for the model-server connection. */
   transport?: Pick<TritonClientOptions, 'credentials' | 'headers'>;
+  /** Coalescing of concurrent Recommends: rows per ModelInfer (≤ the ensemble's max_batch_size) and wait (ms). */
+  recommendBatch?: { maxBatch: number; delayMs: number };
+}
+
+interface RecommendCall {
+  prompt: number[];
+  memory: Float32Array[];
+  /** The caller's packed `exclude_mask` row (issue 10); rows of one batch are concatenated, [rows, bytes]. */
+  excludeMask?: Uint8Array;
 }
 
 export class TritonModelServer implements ModelServer {
@@ -24,9 +38,16 @@ export class TritonModelServer implements ModelServer {
   private readonly bundle: Bundle;
   private readonly deadlineMs: number;
   private readonly onError: ((model: string) => void) | undefined;
+  /** Concurrent Recommends, coalesced into batched automr_recommend calls. */
+  readonly recommendBatches: Coalescer<RecommendCall, RecommendOutput>;
 
   constructor(options: TritonModelServerOptions) {
     this.bundle = options.bundle;
+    this.recommendBatches = new Coalescer({
+      maxBatch: options.recommendBatch?.maxBatch ?? 64,
+      delayMs: options.recommendBatch?.delayMs ?? 0,
+      run: (calls, signal) => this.recommendRows(calls, signal),
+    });
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.onError = options.onError;
     this.client = new TritonClient({
@@ -70,44 +91,63 @@ export class TritonModelServer implements ModelServer {
     return prompts.map((_, i) => data.slice(i * d, (i + 1) * d));
   }
 
-  async recommend(
+  recommend(
     prompt: number[],
     memory: Float32Array[],
     excludeMask: Uint8Array,
     signal?: AbortSignal,
   ): Promise<RecommendOutput> {
-    const model = this.bundle.manifest.models.ensemble;
-    const d = this.bundle.dModel;
     if (excludeMask.length !== this.bundle.maskBytes) {
-      throw new AppError(
-        'INTERNAL',
-        `exclude mask has ${excludeMask.length} bytes; the catalog needs ${this.bundle.maskBytes}`,
+      return Promise.reject(
+        new AppError(
+          'INTERNAL',
+          `exclude mask has ${excludeMask.length} bytes; the catalog needs ${this.bundle.maskBytes}`,
+        ),
       );
     }
-    const [ids, mask] = this.padBatch([prompt]);
-    const k = Math.max(1, memory.length);
-    const mem = new Float32Array(k * d);
-    memory.forEach((v, i) => mem.set(v, i * d));
-    const memMask = new BigInt64Array(k);
-    for (let i = 0; i < memory.length; i++) memMask[i] = 1n;
-    const result = await this.infer(
-      model,
-      [
-        ids,
-        mask,
-        { name: 'memory', datatype: 'FP32', shape: [1, k, d], data: mem },
-        { name: 'memory_mask', datatype: 'INT64', shape: [1, k], data: memMask },
-        { name: 'exclude_mask', datatype: 'UINT8', shape: [1, excludeMask.length], data: excludeMask },
-      ],
-      ['top_ids', 'top_scores'],
-      signal,
+    return this.recommendBatches.submit({ prompt, memory, excludeMask }, signal);
+  }
+
+  /** One automr_recommend call for a batch of Recommends; memory rows padded to the longest (mask 0). */
+  private async recommendRows(calls: RecommendCall[], signal: AbortSignal): Promise<RecommendOutput[]> {
+    const model = this.bundle.manifest.models.ensemble;
+    const d = this.bundle.dModel;
+    const rows = calls.length;
+    const [ids, mask] = this.padBatch(calls.map((c) => c.prompt));
+    let k = 1;
+    for (const c of calls) k = Math.max(k, c.memory.length);
+    const mem = new Float32Array(rows * k * d);
+    const memMask = new BigInt64Array(rows * k);
+    calls.forEach((c, row) =>
+      c.memory.forEach((v, j) => {
+        mem.set(v, (row * k + j) * d);
+        memMask[row * k + j] = 1n;
+      }),
     );
+    const inputs: Tensor[] = [
+      ids,
+      mask,
+      { name: 'memory', datatype: 'FP32', shape: [rows, k, d], data: mem },
+      { name: 'memory_mask', datatype: 'INT64', shape: [rows, k], data: memMask },
+    ];
+    const excluded = excludeMaskRows(calls);
+    if (excluded !== undefined) inputs.push(excluded);
+    const result = await this.infer(model, inputs, ['top_ids', 'top_scores'], signal);
     const topIds = result.get('top_ids')?.data;
     const topScores = result.get('top_scores')?.data;
-    if (!(topIds instanceof BigInt64Array) || !(topScores instanceof Float32Array)) {
+    if (
+      !(topIds instanceof BigInt64Array) ||
+      !(topScores instanceof Float32Array) ||
+      topIds.length !== topScores.length ||
+      topIds.length % rows !== 0
+    ) {
       throw new AppError('INTERNAL', `${model} returned no usable top_ids/top_scores`);
     }
-    return { tokens: Array.from(topIds, Number), scores: Array.from(topScores) };
+    const width = topIds.length / rows;
+    return calls.map((_, row) => ({
+      tokens: Array.from(topIds.subarray(row * width, (row + 1) * width), Number),
+      scores: Array.from(topScores.subarray(row * width, (row + 1) * width)),
+    }));
   }
 
   close(): void {
@@ -159,4 +199,21 @@ export class TritonModelServer implements ModelServer {
       { name: 'attention_mask', datatype: 'INT64', shape: [prompts.length, t], data: mask },
     ];
   }
+}
+
+/** The batch's `exclude_mask` tensor: every caller's row in order (a row without a mask excludes nothing). */
+function excludeMaskRows(calls: RecommendCall[]): Tensor | undefined {
+  const width = calls.find((c) => c.excludeMask !== undefined)?.excludeMask?.length;
+  if (width === undefined) return undefined;
+  const data = new Uint8Array(calls.length * width);
+  calls.forEach((c, row) => {
+    if (c.excludeMask === undefined) return;
+    if (c.excludeMask.length !== width)
+      throw new AppError(
+        'INTERNAL',
+        `exclude masks of one batch differ in size (${c.excludeMask.length} vs ${width})`,
+      );
+    data.set(c.excludeMask, row * width);
+  });
+  return { name: 'exclude_mask', datatype: 'UINT8', shape: [calls.length, width], data };
 }

@@ -9,6 +9,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { context, type Context, type Span } from '@opentelemetry/api';
+import { Coalescer } from '../../shared/coalescer.js';
 import { toAppError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { inSpan, tracingActive } from '../../shared/tracing.js';
@@ -16,17 +17,13 @@ import type { GatewayMetrics } from '../../shared/metrics.js';
 import { staleElements, type MemoryModel } from './memory.js';
 import type { MemoryStore, ModelServer } from './ports.js';
 
-interface Pending {
-  prompt: number[];
-  resolve: (v: Float32Array) => void;
-  reject: (e: unknown) => void;
-}
-
 export interface EncoderOptions {
   store: MemoryStore;
   modelServer: ModelServer;
   model: MemoryModel;
   batchSize: number;
+  /** How long the first prompt waits for others before its llm_lower call (ms; 0 = the current event-loop turn). */
+  batchDelayMs?: number;
   logger: Logger;
   metrics?: GatewayMetrics;
   retryBaseMs?: number;
@@ -34,8 +31,8 @@ export interface EncoderOptions {
 }
 
 export class Encoder {
-  private queue: Pending[] = [];
-  private flushScheduled = false;
+  /** Prompts of concurrent callers (passes and Recommends), coalesced into batched llm_lower calls. */
+  private readonly batches: Coalescer<number[], Float32Array>;
   /**
    * Users with a pass to do: the caller's trace context and the oldest timestamp appended since the last pass
    * (only elements from there on can have changed windows), or undefined for a pass over the whole history.
@@ -52,43 +49,21 @@ export class Encoder {
   constructor(private readonly o: EncoderOptions) {
     // Every in-flight model-server call listens on this one signal (and removes its listener when done).
     setMaxListeners(0, this.abort.signal);
+    this.batches = new Coalescer({
+      maxBatch: o.batchSize,
+      delayMs: o.batchDelayMs ?? 0,
+      run: async (prompts) => {
+        const started = performance.now();
+        const vectors = await this.o.modelServer.encode(prompts, this.abort.signal);
+        this.o.metrics?.stageDuration.record(performance.now() - started, { stage: 'encode.batch' });
+        return vectors;
+      },
+    });
   }
 
-  /** Encodes prompts, batched with those of concurrent callers. */
+  /** Encodes prompts, batched with those of concurrent callers (one llm_lower call per batch). */
   encodePrompts(prompts: number[][]): Promise<Float32Array[]> {
-    return Promise.all(
-      prompts.map(
-        (prompt) =>
-          new Promise<Float32Array>((resolve, reject) => {
-            this.queue.push({ prompt, resolve, reject });
-            if (this.queue.length >= this.o.batchSize) this.flush();
-            else if (!this.flushScheduled) {
-              this.flushScheduled = true;
-              setImmediate(() => this.flush());
-            }
-          }),
-      ),
-    );
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.o.batchSize);
-      const started = performance.now();
-      this.o.modelServer
-        .encode(
-          batch.map((p) => p.prompt),
-          this.abort.signal,
-        )
-        .then(
-          (vectors) => {
-            this.o.metrics?.stageDuration.record(performance.now() - started, { stage: 'encode.batch' });
-            batch.forEach((p, i) => p.resolve(vectors[i] as Float32Array));
-          },
-          (error: unknown) => batch.forEach((p) => p.reject(error)),
-        );
-    }
+    return Promise.all(prompts.map((prompt) => this.batches.submit(prompt)));
   }
 
   /**
