@@ -4,6 +4,7 @@
  */
 import {
   context,
+  INVALID_SPAN_CONTEXT,
   propagation,
   ProxyTracerProvider,
   SpanKind,
@@ -17,12 +18,19 @@ import { toAppError } from './errors.js';
 
 export const tracer = () => trace.getTracer('automr-gateway');
 
-/** Runs `fn` in a child span of the active context; records errors and ends the span. */
+/** What `inSpan` hands its function when no tracer provider is registered (records nothing). */
+const NON_RECORDING_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/**
+ * Runs `fn` in a child span of the active context; records errors and ends the span. Without a registered tracer
+ * provider it just runs `fn`: every span would be a no-op, and starting one and switching contexts costs per call.
+ */
 export async function inSpan<T>(
   name: string,
   fn: (span: Span) => Promise<T>,
   options: { kind?: SpanKind; attributes?: Attributes; parent?: Context } = {},
 ): Promise<T> {
+  if (!tracingActive()) return fn(NON_RECORDING_SPAN);
   const parent = options.parent ?? context.active();
   return tracer().startActiveSpan(
     name,
