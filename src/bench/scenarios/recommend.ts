@@ -216,6 +216,10 @@ export async function recommendOpenLoop(
       dropped: result.dropped,
       errors: result.errors,
     });
+    if (result.errors > 0)
+      ctx.note(
+        `Recommend open loop ${rate}/s: ${result.errors} errors, e.g. ${result.errorSamples[0] ?? ''}`,
+      );
     log(`recommend open loop ${rate}/s: p99 ${summarize(decodeHistogram(result.latency)).p99_ms} ms`);
   }
 }
