@@ -33,7 +33,7 @@ export interface GatewayDeps {
   modelServer?: ModelServer;
   retriever?: Retriever;
   bundle?: Bundle;
-  /** How often readiness of the model server and store is polled for health (default 250 ms). */
+  /** How often readiness of the model server and store is polled for health (default 200 ms). */
   healthIntervalMs?: number;
 }
 
@@ -225,7 +225,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     }
   };
   await checkHealth();
-  const healthTimer = setInterval(() => void checkHealth(), deps.healthIntervalMs ?? 250);
+  const healthTimer = setInterval(() => void checkHealth(), deps.healthIntervalMs ?? 200);
   healthTimer.unref();
 
   // Elements of another model version (or stale windows) are re-encoded from raw history in the background.

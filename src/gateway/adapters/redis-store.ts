@@ -85,7 +85,7 @@ return n
 
 type Client = Redis | Cluster;
 
-const READY_TIMEOUT_MS = 500;
+const READY_TIMEOUT_MS = 400;
 
 interface ScriptClient {
   automrAppend(...args: (string | number)[]): Promise<[number, number, number]>;

@@ -61,7 +61,7 @@ export class TritonModelServer implements ModelServer {
   async ready(signal?: AbortSignal): Promise<boolean> {
     const { models } = this.bundle.manifest;
     // Short: health must turn NOT_SERVING within a second of a hung model server.
-    const o = { signal, deadlineMs: 500 };
+    const o = { signal, deadlineMs: 400 };
     try {
       if (!(await this.client.serverReady(o))) return false;
       const ready = await Promise.all(

@@ -22,12 +22,16 @@ export const DEFAULT_LIMITS: Limits = {
 // Control characters are refused: ids become store keys and log fields, where they only cause trouble.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 export function validateId(field: string, value: unknown, maxBytes: number): string {
   if (typeof value !== 'string' || value.length === 0) throw invalidArgument(`${field} must not be empty`);
   const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes > maxBytes) throw invalidArgument(`${field} is ${bytes} bytes; at most ${maxBytes} are allowed`);
   if (CONTROL.test(value)) throw invalidArgument(`${field} must not contain control characters`);
+  // Invalid UTF-8 on the wire decodes to U+FFFD: refusing it keeps different byte strings from aliasing one id.
+  if (value.includes('\uFFFD') || LONE_SURROGATE.test(value))
+    throw invalidArgument(`${field} must be valid UTF-8`);
   return value;
 }
 
