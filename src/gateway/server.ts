@@ -25,6 +25,7 @@ import { RecommendService } from './domain/recommend.js';
 import { DEFAULT_LIMITS, type Limits } from './domain/validation.js';
 import { Admission } from './api/admission.js';
 import { WatchStreams } from './api/watch-streams.js';
+import { messageLimitInterceptor, withMessageLimits } from './api/message-limits.js';
 import { gatewaySecurity, modelServerTransport, type GatewaySecurity } from './security.js';
 
 export interface GatewayDeps {
@@ -159,7 +160,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
   const { definition, grpc } = loadRecommenderProto();
   const server = new Server({
-    interceptors: [...security.interceptors, watchStreams.interceptor],
+    interceptors: [...security.interceptors, watchStreams.interceptor, messageLimitInterceptor],
     'grpc.max_receive_message_length': Math.max(config.maxRecommendRequestBytes, config.maxMessageBytes),
     'grpc.max_concurrent_streams': config.maxConcurrentStreams,
     ...(config.maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': config.maxConnectionAgeMs } : {}),
@@ -169,7 +170,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     'grpc.keepalive_timeout_ms': 20_000,
   });
   server.addService(
-    grpc.automr.v1.RecommenderService.service,
+    withMessageLimits(
+      grpc.automr.v1.RecommenderService.service,
+      { Recommend: config.maxRecommendRequestBytes },
+      config.maxMessageBytes,
+    ),
     createHandlers({
       ingest,
       recommend,

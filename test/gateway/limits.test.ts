@@ -25,7 +25,7 @@ void test('lmdb: the idempotency index is capped with the history; a resend of a
     const maxHistory = 10;
     const context = 2;
     let store = new LmdbMemoryStore(dir);
-    for (let i = 0; i < 200; i++)
+    for (let i = 0; i < 60; i++)
       await store.append(
         { userId: 'u', eventId: `e${i}`, itemId: 'x', token: 5, timestampMs: 1000 + i },
         maxHistory,
@@ -45,7 +45,7 @@ void test('lmdb: the idempotency index is capped with the history; a resend of a
 
     store = new LmdbMemoryStore(dir);
     const kept = await store.append(
-      { userId: 'u', eventId: 'e199', itemId: 'x', token: 5, timestampMs: 1199 },
+      { userId: 'u', eventId: 'e59', itemId: 'x', token: 5, timestampMs: 1059 },
       maxHistory,
       context,
     );
@@ -128,4 +128,20 @@ void test('ids that are not valid UTF-8: GetMemory INVALID_ARGUMENT, Ingest acks
   assert.equal(ack.status, 'STATUS_REJECTED');
   assert.match(ack.message, /UTF-8/);
   raw.close();
+});
+
+void test('message size limits per method: Recommend takes large lists, the others small messages', async () => {
+  const c = stack.client;
+  const codeOf = (p: Promise<unknown>) =>
+    p.then(
+      () => status.OK,
+      (e: ServiceError) => e.code,
+    );
+  assert.equal(await codeOf(c.getMemory('x'.repeat(300))), status.INVALID_ARGUMENT, 'parsed, then refused');
+  assert.equal(await codeOf(c.getMemory('x'.repeat(70_000))), status.RESOURCE_EXHAUSTED, 'over 64 KiB');
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => `item-${i}-${'p'.repeat(90)}`);
+  const big = await codeOf(c.recommend({ user_id: 'u', top_n: 3, exclude_item_ids: ids(1_000) }));
+  assert.notEqual(big, status.RESOURCE_EXHAUSTED, '~100 KB Recommend is within its limit');
+  const huge = await codeOf(c.recommend({ user_id: 'u', top_n: 3, exclude_item_ids: ids(12_000) }));
+  assert.equal(huge, status.RESOURCE_EXHAUSTED, 'over 1 MiB');
 });
