@@ -7,6 +7,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
+import { RedisMemoryStore } from '../../src/gateway/adapters/redis-store.js';
+import { AppError } from '../../src/shared/errors.js';
 import { freePort, startOwnRedis, type OwnRedis } from '../own-redis.js';
 import {
   healthClient,
@@ -88,4 +90,24 @@ void test('Redis killed: NOT_SERVING ≤ 1 s, new Ingest UNAVAILABLE ≤ 2 s, SE
   const kept = new Set(entries.map((e) => e.event_id));
   for (let i = 0; i < 50; i++) assert.ok(kept.has(`e${i}`), `acked event e${i} kept`);
   h.close();
+});
+
+void test("a store read gives up when the caller's deadline fires, before the command timeout (Redis hung)", async () => {
+  const store = new RedisMemoryStore({
+    url: `redis://127.0.0.1:${port}`,
+    prefix: `failfast-read-${process.pid}`,
+    connection: { commandTimeoutMs: 5_000 },
+  });
+  try {
+    assert.equal(await store.ready(), true);
+    redis.process.kill('SIGSTOP');
+    const started = Date.now();
+    const error = await store.read('u', AbortSignal.timeout(150)).catch((e: unknown) => e);
+    const ms = Date.now() - started;
+    assert.ok(error instanceof AppError && error.code === 'DEADLINE_EXCEEDED', String(error));
+    assert.ok(ms < 1_000, `gave up after ${ms} ms`);
+  } finally {
+    redis.process.kill('SIGCONT');
+    await store.close();
+  }
 });

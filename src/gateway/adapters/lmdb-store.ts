@@ -307,8 +307,10 @@ export class LmdbMemoryStore implements MemoryStore {
     }
   }
 
-  read(userId: string): Promise<readonly StoredEntry[]> {
+  read(userId: string, signal?: AbortSignal): Promise<readonly StoredEntry[]> {
     this.assertOpen();
+    // A local, bounded read: an expired or cancelled call is not started (nothing to abort once running).
+    throwIfAborted(signal);
     const cached = this.cache.get(userId);
     if (cached !== undefined) {
       setMostRecent(this.cache, userId, cached, this.cachedUsers);

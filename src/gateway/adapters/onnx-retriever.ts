@@ -4,7 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { Coalescer } from '../../shared/coalescer.js';
-import { AppError } from '../../shared/errors.js';
+import { AppError, throwIfAborted } from '../../shared/errors.js';
 import type { Retriever } from '../domain/ports.js';
 
 interface ScoreCall {
@@ -44,7 +44,9 @@ export class OnnxRetriever implements Retriever {
     }
   }
 
-  score(query: Float32Array, memory: Float32Array[]): Promise<Float32Array> {
+  score(query: Float32Array, memory: Float32Array[], signal?: AbortSignal): Promise<Float32Array> {
+    // A request whose call is already cancelled or expired is not scored (a running batch is not interrupted).
+    throwIfAborted(signal);
     if (memory.length === 0) return Promise.resolve(new Float32Array(0));
     return this.batches.submit({ query, memory });
   }

@@ -13,7 +13,7 @@
 import { once } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
-import { AppError, throwIfAborted } from '../../shared/errors.js';
+import { AppError, throwIfAborted, untilAborted } from '../../shared/errors.js';
 import {
   clusterRetryStrategy,
   redisConnectionOptions,
@@ -221,11 +221,12 @@ export class RedisMemoryStore implements MemoryStore {
     return { status: 'accepted', seq, dropped: dropped === 1 };
   }
 
-  async read(userId: string): Promise<StoredEntry[]> {
+  async read(userId: string, signal?: AbortSignal): Promise<StoredEntry[]> {
     const k = this.keys(userId);
     // One round trip; MULTI keeps the three reads consistent (all keys share the user's slot).
-    const replies = await this.call(() =>
-      this.client.multi().zrange(k.z, '0', '-1', 'WITHSCORES').hgetall(k.e).hgetallBuffer(k.v).exec(),
+    const replies = await this.call(
+      () => this.client.multi().zrange(k.z, '0', '-1', 'WITHSCORES').hgetall(k.e).hgetallBuffer(k.v).exec(),
+      signal,
     );
     if (replies === null)
       throw new AppError('UNAVAILABLE', 'memory store read was aborted', { retryable: true });
@@ -288,8 +289,7 @@ export class RedisMemoryStore implements MemoryStore {
   }
 
   async consumed(userId: string, signal?: AbortSignal): Promise<string[]> {
-    throwIfAborted(signal);
-    return this.call(() => this.client.zrange(this.keys(userId).c, '0', '-1'));
+    return this.call(() => this.client.zrange(this.keys(userId).c, '0', '-1'), signal);
   }
 
   async forget(userId: string): Promise<number> {
@@ -316,10 +316,13 @@ export class RedisMemoryStore implements MemoryStore {
     }
   }
 
-  private async call<T>(op: () => Promise<T>): Promise<T> {
+  /** One store operation: refused when the signal has fired, and given up (not waited for) when it fires. */
+  private async call<T>(op: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    throwIfAborted(signal);
     try {
-      return await op();
+      return await (signal === undefined ? op() : untilAborted(op(), signal));
     } catch (error) {
+      throwIfAborted(signal);
       throw new AppError('UNAVAILABLE', 'memory store (redis) unavailable', {
         cause: error,
         retryable: true,

@@ -76,7 +76,7 @@ export interface MemoryStore {
    * The user's raw entries (history view plus window context), oldest first. Read-only: a store may share them
    * (and their vectors) between calls.
    */
-  read(userId: string): Promise<readonly StoredEntry[]>;
+  read(userId: string, signal?: AbortSignal): Promise<readonly StoredEntry[]>;
   /**
    * A suffix of `read` for the encoder after appends: every entry at or after `sinceTimestampMs` plus the
    * `context` entries before them (their windows), oldest first. Entries carry `encKey` but no `vector`.
@@ -123,6 +123,6 @@ export interface ModelServer {
 
 /** The AutoMR retriever: scores each memory element for a query. */
 export interface Retriever {
-  score(query: Float32Array, memory: Float32Array[]): Promise<Float32Array>;
+  score(query: Float32Array, memory: Float32Array[], signal?: AbortSignal): Promise<Float32Array>;
   close(): Promise<void>;
 }

@@ -162,7 +162,7 @@ export class RecommendService {
     let t = performance.now();
     // The consumed set is read alongside the history (one round trip each, concurrently).
     const [firstRead, consumed] = await Promise.all([
-      inSpan('memory.read', () => this.d.store.read(userId)),
+      inSpan('memory.read', () => this.d.store.read(userId, signal)),
       req.excludeConsumed
         ? inSpan('memory.consumed', () => this.d.store.consumed(userId, signal))
         : undefined,
@@ -173,7 +173,7 @@ export class RecommendService {
     if ((this.d.encodeWaitMs ?? 0) > 0 && pending > 0) {
       // Events acked a moment ago are usually being encoded right now: wait (bounded) rather than lose them.
       await inSpan('encode.wait', () => this.d.encoder.settle(userId, this.d.encodeWaitMs ?? 0));
-      entries = await inSpan('memory.read', () => this.d.store.read(userId));
+      entries = await inSpan('memory.read', () => this.d.store.read(userId, signal));
       encoded = this.encodedFlags(entries);
       pending = countPending(entries, encoded, model);
     }
@@ -223,6 +223,7 @@ export class RecommendService {
         return this.d.retriever.score(
           query,
           usable.map((e) => e.vector as Float32Array),
+          signal,
         );
       });
       retrieved = usable
