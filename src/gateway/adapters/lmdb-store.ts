@@ -9,10 +9,7 @@
  * `consumedMax`). The consumed item is written in the same transaction as the event. One gateway process owns a data directory (lmdb's lock allows more
  * readers, but the sequence numbers are handed out in-process), and the
  * idempotency key guards the write itself (`ifNoExists`), so a duplicate can never be stored twice. Entries above the
- * history cap are trimmed right after the commit (so the cap may be exceeded by in-flight appends for a moment),
- * together with their idempotency keys: the index holds at most maxHistory + context keys per user. A resend of an
- * event trimmed away is older than every kept entry, so it is accepted, trimmed again at once and acked as beyond
- * the history cap: the history does not change.
+ * history cap are trimmed right after the commit (so the cap may be exceeded by in-flight appends for a moment).
  *
  * Read cache: `read` keeps the decoded entries (vectors included) of the most recently read users, shared between
  * callers (read-only), so repeated Recommends of an unchanged user skip the decode. A history is cached on its second
@@ -218,14 +215,7 @@ export class LmdbMemoryStore implements MemoryStore {
     const range = { start: ['e', u, MAX_TS], end: ['e', u], reverse: true, offset: maxHistory };
     const removed = [...this.db.getKeys(range)] as unknown[][];
     if (removed.length === 0) return [];
-    // An event's idempotency key goes with its entry, so the index is bounded by the history (see the header).
-    const eventIds = removed.map((key) => (this.db.get(key as Key) as EntryValue | undefined)?.id);
-    await this.write(u, () =>
-      Promise.all([
-        ...removed.map((key) => this.db.remove(key as Key)),
-        ...eventIds.flatMap((id) => (id === undefined ? [] : [this.db.remove(['i', u, id])])),
-      ]),
-    );
+    await this.write(u, () => Promise.all(removed.map((key) => this.db.remove(key as Key))));
     const tail = this.tails.get(u);
     if (tail !== undefined) {
       const gone = new Set(removed.map((k) => k[3] as number));

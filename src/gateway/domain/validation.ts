@@ -22,7 +22,8 @@ export const DEFAULT_LIMITS: Limits = {
 // Control characters are refused: ids become store keys and log fields, where they only cause trouble.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+// With the u flag a surrogate pair is one code point, so only lone surrogates match the range.
+const LONE_SURROGATE_OR_REPLACEMENT = /[\uD800-\uDFFF\uFFFD]/u;
 
 export function validateId(field: string, value: unknown, maxBytes: number): string {
   if (typeof value !== 'string' || value.length === 0) throw invalidArgument(`${field} must not be empty`);
@@ -30,8 +31,7 @@ export function validateId(field: string, value: unknown, maxBytes: number): str
   if (bytes > maxBytes) throw invalidArgument(`${field} is ${bytes} bytes; at most ${maxBytes} are allowed`);
   if (CONTROL.test(value)) throw invalidArgument(`${field} must not contain control characters`);
   // Invalid UTF-8 on the wire decodes to U+FFFD: refusing it keeps different byte strings from aliasing one id.
-  if (value.includes('\uFFFD') || LONE_SURROGATE.test(value))
-    throw invalidArgument(`${field} must be valid UTF-8`);
+  if (LONE_SURROGATE_OR_REPLACEMENT.test(value)) throw invalidArgument(`${field} is not valid UTF-8`);
   return value;
 }
 
@@ -54,9 +54,6 @@ export function validateRange(field: string, value: unknown, min: number, max: n
   return n;
 }
 
-// With the u flag a surrogate pair is one code point, so only lone surrogates match the range.
-const LONE_SURROGATE_OR_REPLACEMENT = /[\uD800-\uDFFF\uFFFD]/u;
-
 /**
  * A bounded list of ids (e.g. `exclude_item_ids`): at most `maxCount`, each non-empty, at most `maxBytes` bytes,
  * valid UTF-8 (a proto string decoded from invalid UTF-8 holds U+FFFD, which no catalog id is allowed to carry).
@@ -71,7 +68,6 @@ export function validateIdList(field: string, value: unknown, maxCount: number, 
   value.forEach((id: unknown, i) => {
     const at = `${field}[${i}]`;
     validateId(at, id, maxBytes);
-    if (LONE_SURROGATE_OR_REPLACEMENT.test(id as string)) throw invalidArgument(`${at} is not valid UTF-8`);
   });
   return value as string[];
 }
