@@ -301,9 +301,3 @@ def train_item_counts(prep: Prepared) -> np.ndarray:
     for u in firsts:
         counts[prep.seqs[u][0] - N_SPECIAL] += 1
     return counts
-
-
-def synthetic(n_users: int = 600, n_items: int = 300, seed: int = 0, **kw) -> Prepared:
-    from .synthetic import synthetic as _synthetic
-
-    return _synthetic(n_users=n_users, n_items=n_items, seed=seed, **kw)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .data import make_prompt_batch, targets_of, train_item_counts
+from .exclusion import consumed_mask
 from .labels import MemoryScores
 from .memory import Memory, SampleView, gather_memory
 from .metrics import bootstrap, bootstrap_indices, ci95, paired_test, summarize, target_rank
@@ -20,7 +21,9 @@ DAY = 86_400.0
 
 
 @torch.no_grad()
-def rank_with_slots(model, prep, mem: Memory, view: SampleView, slots: np.ndarray, batch: int = 1024) -> np.ndarray:
+def rank_with_slots(
+    model, prep, mem: Memory, view: SampleView, slots: np.ndarray, batch: int = 1024, exclude: bool = False
+) -> np.ndarray:
     """Ranks with the memory columns slots[i] (-1 = empty slot, masked) filled; k = slots.shape[1] >= 1."""
     model.eval()
     tg = torch.from_numpy(targets_of(prep, view.rows))
@@ -33,17 +36,42 @@ def rank_with_slots(model, prep, mem: Memory, view: SampleView, slots: np.ndarra
         idx = np.where(cols >= 0, np.take_along_axis(view.mem_idx[sl], np.maximum(cols, 0), 1), -1)
         m, mk = gather_memory(mem, idx)
         lp = model.upper(hidden, mask, m, mk)
-        out[sl] = target_rank(lp, tg[sl]).numpy()
+        out[sl] = target_rank(lp, tg[sl], consumed_mask(prep, view.rows[sl]) if exclude else None).numpy()
     return out
 
 
-def popularity_ranks(prep, rows: np.ndarray) -> np.ndarray:
+def popularity_ranks(prep, rows: np.ndarray, exclude: bool = False, batch: int = 2048) -> np.ndarray:
     """Rank by training-period interaction count; ties broken by catalog row (not in the target's favour)."""
-    counts = train_item_counts(prep)
-    order = np.lexsort((np.arange(len(counts)), -counts))
-    pos_of = np.empty(len(counts), dtype=np.int64)
-    pos_of[order] = np.arange(len(counts))
-    return pos_of[targets_of(prep, rows)]
+    counts = torch.from_numpy(train_item_counts(prep).astype(np.float64))
+    tg = torch.from_numpy(targets_of(prep, rows))
+    out = []
+    for s in range(0, len(rows), batch):
+        sc = counts.unsqueeze(0).expand(len(rows[s : s + batch]), -1)
+        out.append(target_rank(sc, tg[s : s + batch], consumed_mask(prep, rows[s : s + batch]) if exclude else None))
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def foreign_view(view: SampleView, seed: int) -> SampleView:
+    """Each sample's memory replaced by another user's: the first n_mem[i] elements of a random sample j of a
+    different user with at least as many elements (same candidate count, so the two oracles are comparable)."""
+    rng = np.random.default_rng(seed)
+    n = len(view.rows)
+    users, n_mem = view.rows[:, 0], view.n_mem
+    order = np.argsort(n_mem, kind="stable")
+    sorted_n = n_mem[order]
+    mi = np.full_like(view.mem_idx, -1)
+    mp = np.full_like(view.mem_pos, -1)
+    for i in range(n):
+        k = int(n_mem[i])
+        if k == 0:
+            continue
+        lo = int(np.searchsorted(sorted_n, k))  # candidates: samples with >= k elements
+        for _ in range(50):
+            j = int(order[rng.integers(lo, n)])
+            if users[j] != users[i]:
+                mi[i, :k], mp[i, :k] = view.mem_idx[j, :k], view.mem_pos[j, :k]
+                break
+    return SampleView(rows=view.rows, query_idx=view.query_idx, mem_idx=mi, mem_pos=mp)
 
 
 def random_choice(view: SampleView, seed: int) -> np.ndarray:
@@ -116,6 +144,15 @@ def rq3(prep, view: SampleView, choice: np.ndarray, ranks_automr: np.ndarray, ra
     }
 
 
+def suffixed(name: str, exclude: bool) -> str:
+    return name + ("+exclude" if exclude else "")
+
+
+def served_method(memory_k: int, exclude: bool) -> str:
+    base = "no_memory" if memory_k == 0 else "automr" if memory_k == 1 else f"automr@k={memory_k}"
+    return suffixed(base, exclude)
+
+
 def evaluate_test(
     model,
     prep,
@@ -123,46 +160,73 @@ def evaluate_test(
     view: SampleView,
     table: MemoryScores,
     retriever,
-    sasrec_ranks: np.ndarray | None,
+    baseline_ranks: dict[str, dict[bool, np.ndarray]],
+    foreign_table: MemoryScores | None,
+    policy: dict,
     extra_k: tuple[int, ...] = (3,),
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict:
+    """Every method's per-sample ranks without and with consumed-item exclusion, rows, the served row and the
+    paired tests. baseline_ranks: extra models (sasrec, long_context) -> {exclude: ranks}."""
     idx = bootstrap_indices(len(view.rows), n_boot, seed)
+    rscores = retriever_scores(retriever, mem, view)
+    ks = sorted({1, *extra_k, *([policy["memory_k"]] if policy["memory_k"] > 1 else [])})
+    top = {k: top_k_slots(rscores, view.mem_mask, k) for k in ks}
     choices: dict[str, np.ndarray] = {
         "random_memory": random_choice(view, seed),
         "recent_memory": recent_choice(view),
         "semantic_memory": semantic_choice(mem, view),
+        "automr": top[1][:, 0],
     }
-    rscores = retriever_scores(retriever, mem, view)
-    choices["automr"] = top_k_slots(rscores, view.mem_mask, 1)[:, 0]
-    choices["oracle_memory"] = oracle_choice(table)
-    ranks: dict[str, np.ndarray] = {"popularity": popularity_ranks(prep, view.rows)}
-    if sasrec_ranks is not None:
-        ranks["sasrec"] = sasrec_ranks
-    ranks["no_memory"] = table.base_rank
-    for name in ("random_memory", "recent_memory", "semantic_memory", "automr"):
-        ranks[name] = ranks_of_choice(table, choices[name])
-    for k in extra_k:
-        ranks[f"automr@k={k}"] = rank_with_slots(model, prep, mem, view, top_k_slots(rscores, view.mem_mask, k))
-    ranks["oracle_memory"] = ranks_of_choice(table, choices["oracle_memory"])
+    ranks: dict[str, np.ndarray] = {}
+    for ex in (False, True):
+        t = table.served(ex)
+        ranks[suffixed("popularity", ex)] = popularity_ranks(prep, view.rows, ex)
+        for name, by_ex in baseline_ranks.items():
+            ranks[suffixed(name, ex)] = by_ex[ex]
+        ranks[suffixed("no_memory", ex)] = t.base_rank
+        for name in ("random_memory", "recent_memory", "semantic_memory", "automr"):
+            ranks[suffixed(name, ex)] = ranks_of_choice(t, choices[name])
+        for k in ks[1:]:
+            ranks[suffixed(f"automr@k={k}", ex)] = rank_with_slots(model, prep, mem, view, top[k], exclude=ex)
+        oc = oracle_choice(t)
+        choices[suffixed("oracle_memory", ex)] = oc
+        ranks[suffixed("oracle_memory", ex)] = ranks_of_choice(t, oc)
+        if foreign_table is not None:
+            ft = foreign_table.served(ex)
+            ranks[suffixed("oracle_foreign_memory", ex)] = ranks_of_choice(ft, oracle_choice(ft))
     rows = [method_row(name, r, idx) for name, r in ranks.items()]
     has_mem = view.n_mem > 0
     sub_idx = bootstrap_indices(int(has_mem.sum()), n_boot, seed + 1)
     rows_mem = [method_row(name, r[has_mem], sub_idx) for name, r in ranks.items()]
-    boot = {name: bootstrap(r, idx) for name, r in ranks.items() if name in ("automr", "random_memory", "no_memory")}
+    ex = bool(policy["exclude_consumed"])
+    served = served_method(int(policy["memory_k"]), ex)
+    paired = {}
+    for e in (False, True):
+        a = suffixed("automr", e)
+        for other in ("no_memory", "random_memory", "semantic_memory"):
+            paired[f"{a}_vs_{suffixed(other, e)}"] = paired_test(ranks[a], ranks[suffixed(other, e)], idx)
+    for other in ("no_memory", "random_memory"):
+        o = suffixed(other, ex)
+        paired[f"served_vs_{o}"] = paired_test(ranks[served], ranks[o], idx)
+    if foreign_table is not None:
+        o, f = suffixed("oracle_memory", ex), suffixed("oracle_foreign_memory", ex)
+        paired[f"{o}_vs_{f}"] = paired_test(ranks[o], ranks[f], idx)
+    served_row = {"method": served, "exclude_consumed": ex, "memory_k": int(policy["memory_k"]),
+                  **summarize(ranks[served]), "n": int(len(view.rows))}
+    boot_names = [suffixed(n, ex) for n in ("automr", "random_memory", "no_memory")]
+    boot = {n.replace("+exclude", ""): bootstrap(ranks[n], idx) for n in boot_names}
     return {
         "rows": rows,
         "rows_samples_with_memory": rows_mem,
-        "paired": {
-            "automr_vs_no_memory": paired_test(ranks["automr"], ranks["no_memory"], idx),
-            "automr_vs_random_memory": paired_test(ranks["automr"], ranks["random_memory"], idx),
-            "automr_vs_semantic_memory": paired_test(ranks["automr"], ranks["semantic_memory"], idx),
-        },
-        "rq3": rq3(prep, view, choices["automr"], ranks["automr"], ranks["no_memory"]),
+        "served": served_row,
+        "paired": paired,
+        "rq3": rq3(prep, view, choices["automr"], ranks[suffixed("automr", ex)], ranks[suffixed("no_memory", ex)]),
         "_ranks": ranks,
         "_choices": choices,
         "_boot": boot,
+        "_served": served,
     }
 
 

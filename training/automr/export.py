@@ -237,8 +237,12 @@ def export_bundle(
     retriever: Retriever | None = None,
     repo_dir: str | None = None,
     bundle_dir: str | None = None,
+    policy: dict | None = None,
 ) -> dict:
-    """Writes <out_dir>/triton-models (or repo_dir) and <out_dir>/bundle (or bundle_dir); returns the manifest."""
+    """Writes <out_dir>/triton-models (or repo_dir) and <out_dir>/bundle (or bundle_dir); returns the manifest.
+
+    policy: the serving policy decided with the training data (Contract A: exclude_consumed, repeat_rate, memory_k,
+    trained_with_exclusion, reason); written as the manifest's "policy" block."""
     model = model.eval()
     cfg = model.cfg
     d, n_items = cfg.d_model, cfg.n_items
@@ -285,6 +289,7 @@ def export_bundle(
         "special_tokens": {"pad": PAD, "bos": BOS, "unk": UNK},
         "retriever": {"file": "retriever.onnx", "hidden": retriever.hidden, "kind": kind},
         "training_data": {"name": prep.name, "fingerprint": prep.fingerprint},
+        **({"policy": manifest_policy(policy)} if policy is not None else {}),
         "catalog": [
             {"item_id": iid, "token": N_SPECIAL + j, "title": t}
             for j, (iid, t) in enumerate(zip(prep.catalog_ids, prep.titles))
@@ -294,18 +299,24 @@ def export_bundle(
     return manifest
 
 
+POLICY_KEYS = ("exclude_consumed", "repeat_rate", "memory_k", "trained_with_exclusion", "reason")
+
+
+def manifest_policy(policy: dict) -> dict:
+    """The manifest's policy block, exactly Contract A's keys and types."""
+    missing = [k for k in POLICY_KEYS if k not in policy]
+    if missing:
+        raise ValueError(f"policy lacks {missing}")
+    return {
+        "exclude_consumed": bool(policy["exclude_consumed"]),
+        "repeat_rate": float(policy["repeat_rate"]),
+        "memory_k": int(policy["memory_k"]),
+        "trained_with_exclusion": bool(policy["trained_with_exclusion"]),
+        "reason": str(policy["reason"]),
+    }
+
+
 def write_manifest(manifest: dict, bundle_dir: str) -> None:
     with open(os.path.join(bundle_dir, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)
         f.write("\n")
-
-
-def replace_retriever(bundle_dir: str, retriever: Retriever, kind: str = "trained") -> dict:
-    """Swaps the bundle's retriever.onnx for a trained one and updates the manifest."""
-    export_retriever(retriever, os.path.join(bundle_dir, "retriever.onnx"))
-    with open(os.path.join(bundle_dir, "manifest.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
-    manifest["retriever"] = {"file": "retriever.onnx", "hidden": retriever.hidden, "kind": kind}
-    write_manifest(manifest, bundle_dir)
-    return manifest
-

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from .data import make_prompt_batch, targets_of
+from .exclusion import consumed_mask, renormalise
 from .memory import Memory, SampleView
 from .metrics import target_rank
 
@@ -31,9 +32,27 @@ class MemoryScores:
     base_rank: np.ndarray  # [n] rank of y with no memory
     logp: np.ndarray  # [n, M] log P(y | z_t, z_m); nan where no element
     rank: np.ndarray  # [n, M] rank of y with element m; -1 where no element
+    # The same on the served distribution with the user's consumed items excluded (automr.exclusion): log P is
+    # renormalised over the allowed items (-inf for a consumed target), ranks skip consumed items (n_items for a
+    # consumed target).
+    base_logp_x: np.ndarray | None = None
+    base_rank_x: np.ndarray | None = None
+    logp_x: np.ndarray | None = None
+    rank_x: np.ndarray | None = None
 
     def subset(self, idx: np.ndarray) -> "MemoryScores":
-        return MemoryScores(self.base_logp[idx], self.base_rank[idx], self.logp[idx], self.rank[idx])
+        return MemoryScores(*(None if v is None else v[idx] for v in self._fields()))
+
+    def _fields(self) -> tuple:
+        return (self.base_logp, self.base_rank, self.logp, self.rank, self.base_logp_x, self.base_rank_x, self.logp_x,
+                self.rank_x)
+
+    def served(self, exclude: bool) -> "MemoryScores":
+        """The table of the ranking that is served: with exclusion, the _x columns in the plain columns' place."""
+        if not exclude:
+            return MemoryScores(self.base_logp, self.base_rank, self.logp, self.rank)
+        assert self.rank_x is not None, "table scored without exclusion columns"
+        return MemoryScores(self.base_logp_x, self.base_rank_x, self.logp_x, self.rank_x)
 
 
 def no_memory_args(b: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,6 +71,8 @@ def score_memory(
     base_rank = np.zeros(n, dtype=np.int64)
     logp = np.full((n, m_max), np.nan, dtype=np.float32)
     rank = np.full((n, m_max), -1, dtype=np.int64)
+    base_logp_x, base_rank_x = base_logp.copy(), base_rank.copy()
+    logp_x, rank_x = logp.copy(), rank.copy()
     targets = torch.from_numpy(targets_of(prep, view.rows))
     n_mem = view.n_mem
     # Chunks of samples holding about pair_batch (sample, element) pairs.
@@ -65,8 +86,12 @@ def score_memory(
         tg = targets[sl]
         mm, mk = no_memory_args(b, d)
         lp = model.upper(hidden, mask, mm, mk)
+        ex = consumed_mask(prep, view.rows[sl])
         base_logp[sl] = lp.gather(1, tg.view(-1, 1)).squeeze(1).numpy()
         base_rank[sl] = target_rank(lp, tg).numpy()
+        lpx = renormalise(lp, ex)
+        base_logp_x[sl] = lpx.gather(1, tg.view(-1, 1)).squeeze(1).numpy()
+        base_rank_x[sl] = target_rank(lp, tg, ex).numpy()
         si, sj = np.nonzero(view.mem_idx[sl] >= 0)
         for p in range(0, len(si), pair_batch):
             ii, jj = si[p : p + pair_batch], sj[p : p + pair_batch]
@@ -76,9 +101,12 @@ def score_memory(
             t = tg[ti]
             logp[s + ii, jj] = lp.gather(1, t.view(-1, 1)).squeeze(1).numpy()
             rank[s + ii, jj] = target_rank(lp, t).numpy()
+            exi = ex[ti]
+            logp_x[s + ii, jj] = renormalise(lp, exi).gather(1, t.view(-1, 1)).squeeze(1).numpy()
+            rank_x[s + ii, jj] = target_rank(lp, t, exi).numpy()
             bar.update(len(ii))
     bar.close()
-    return MemoryScores(base_logp, base_rank, logp, rank)
+    return MemoryScores(base_logp, base_rank, logp, rank, base_logp_x, base_rank_x, logp_x, rank_x)
 
 
 def deltas(scores: MemoryScores, kind: str) -> np.ndarray:
@@ -88,7 +116,9 @@ def deltas(scores: MemoryScores, kind: str) -> np.ndarray:
             np.float32
         )
     if kind == "logp":
-        return scores.logp - scores.base_logp[:, None]
+        with np.errstate(invalid="ignore"):
+            d = scores.logp - scores.base_logp[:, None]
+        return np.where(np.isinf(scores.base_logp)[:, None] & ~np.isnan(scores.logp), 0.0, d).astype(np.float32)
     raise ValueError(f"unknown delta kind {kind!r}")
 
 

@@ -17,13 +17,19 @@ KS = (1, 5, 10)
 METRIC_NAMES = ("recall@1", "recall@5", "recall@10", "ndcg@5", "ndcg@10")
 
 
-def target_rank(log_probs: torch.Tensor, target_index: torch.Tensor) -> torch.Tensor:
+def target_rank(log_probs: torch.Tensor, target_index: torch.Tensor, excluded: torch.Tensor | None = None) -> torch.Tensor:
     """0-based rank of each target among all items: items scored higher, plus equal-scored items with a lower
-    catalog index (the same deterministic tie rule as automr.popularity.ranks_of and a stable descending sort)."""
+    catalog index (the same deterministic tie rule as automr.popularity.ranks_of and a stable descending sort).
+
+    With ``excluded`` ([n, n_items] bool) excluded items are not ranked at all, and an excluded target gets rank
+    n_items (never a hit): the served ranking under consumed-item exclusion."""
     tgt = log_probs.gather(1, target_index.view(-1, 1))
     idx = torch.arange(log_probs.shape[1], device=log_probs.device).unsqueeze(0)
     better = (log_probs > tgt) | ((log_probs == tgt) & (idx < target_index.view(-1, 1)))
-    return better.sum(dim=1)
+    if excluded is None:
+        return better.sum(dim=1)
+    rank = (better & ~excluded).sum(dim=1)
+    return torch.where(excluded.gather(1, target_index.view(-1, 1)).squeeze(1), log_probs.shape[1], rank)
 
 
 def per_sample(ranks: np.ndarray) -> dict[str, np.ndarray]:

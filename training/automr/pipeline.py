@@ -23,15 +23,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .data import Prepared, load_dataset, synthetic
+from .data import WINDOW, Prepared, load_dataset
+from .exclusion import REPEAT_RATE_THRESHOLD, decide_exclusion, repeat_rate
 from .labels import MemoryScores, make_labels, score_memory
 from .memory import Memory, build_memory, sample_view
 from .model import ModelConfig, RecModel, load_model, save_model
 from .retriever import Retriever
-from .retriever_train import RetrieverConfig, selection_key, train_retriever
-from .sasrec import SASRecConfig, rank_rows, train_sasrec
+from .metrics import summarize
+from .retriever_train import RetrieverConfig, ranks_of_choice, retriever_scores, selection_key, top_k_slots, train_retriever
+from .synthetic import DEFAULT_SYNTHETIC, synthetic
+from .sasrec import SASRec, SASRecConfig, rank_rows, train_sasrec
 from .train import TrainConfig, train_model
 
+LONG_WINDOW = 100  # the long_context baseline's prompt: the whole 100-item history the memory is drawn from
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # Label variants tried on validation (the paper fixes neither the scale of delta nor a temperature).
@@ -49,9 +53,12 @@ LABEL_GRID: tuple[tuple[str, float], ...] = (
 class PipelineConfig:
     seed: int = 0
     model: dict = field(default_factory=dict)  # ModelConfig overrides
-    # TrainConfig overrides; 5 epochs (not the trainer's 30): ml-100k must fit a shared 2-core box
-    train: dict = field(default_factory=lambda: {"epochs": 5, "patience": 2})
+    train: dict = field(default_factory=dict)  # TrainConfig overrides (epochs are chosen on validation)
+    try_exclusion_training: bool = True  # with the exclusion policy on, also train with the exclusion loss
+    run_long_context: bool = True
     sasrec: dict = field(default_factory=dict)
+    # SASRec's validation search (epochs are chosen inside each run): dropout is what its paper tunes per dataset.
+    sasrec_grid: tuple = ({"dropout": 0.2}, {"dropout": 0.5})
     retriever: dict = field(default_factory=dict)
     # Eq. 5 labels on a seeded subsample of the training samples. More labels help: 6,000 -> 20,000 raised the
     # retriever's mean test log-probability gain from 0.061 to 0.074 on synthetic data.
@@ -60,35 +67,38 @@ class PipelineConfig:
     test_samples: int | None = None  # None = the whole test split
     label_grid: tuple = LABEL_GRID
     extra_k: tuple = (3,)
+    decision_samples: int | None = 4000  # held-out validation samples for the memory_k decision
+    run_foreign_oracle: bool = True
     n_boot: int = 1000
     run_sasrec: bool = True
     progress: bool = True
 
 
-# Synthetic data for CI and `--synthetic --fast`: few personal favourites per interest and an exploratory burst
-# after every interest burst, so when an interest returns its favourites are visible only in the memory.
-FAST_SYNTHETIC = {"n_users": 600, "n_items": 300, "favourites": 3, "p_explore": 1.0}
-
-
 def fast_config() -> PipelineConfig:
-    """CI scale on FAST_SYNTHETIC: about 4 minutes on a 2-core machine.
+    """CI scale on the default synthetic data (automr.synthetic.DEFAULT_SYNTHETIC).
 
-    The reference model is the smallest that learns to use memory here (d 64, 4 layers, 10 epochs, a memory draw
-    in every training chunk): with d 32 / 2 layers / 5 epochs even the oracle element lifted NDCG@10 by <= 0.006,
-    so no retriever could show anything.
+    The reference model is the smallest that learns to use memory here (d 64, 4 layers, a memory draw in every
+    training chunk): with d 32 / 2 layers even the oracle element lifted NDCG@10 by <= 0.006, so no retriever could
+    show anything. The baselines that need their own training (long_context) or a second score table (the foreign
+    oracle), and the second reference model with the exclusion loss, are left to the full run.
     """
     return PipelineConfig(
         model={"d_model": 64, "n_layers": 4, "n_heads": 2, "split_layer": 2},
-        train={"epochs": 10, "patience": 3, "mem_frac": 1.0, "mem_informed": 1.0},
-        sasrec={"d": 32, "max_epochs": 10, "eval_every": 2, "patience": 4, "maxlen": 50},
+        train={"epochs": 10, "patience": 3, "mem_frac": 1.0, "mem_informed": 1.0, "valid_samples": 2000},
+        sasrec={"d": 32, "max_epochs": 12, "eval_every": 3, "patience": 6, "maxlen": 50},
+        sasrec_grid=({"dropout": 0.2},),
         retriever={"max_epochs": 60, "patience": 10},
         label_train_samples=12000,
         label_valid_samples=2000,
+        decision_samples=2000,
         test_samples=3000,
         label_grid=(("prob", 1.0), ("logp", 0.3), ("logp", 0.1)),
         extra_k=(),
         n_boot=300,
         progress=False,
+        try_exclusion_training=False,
+        run_long_context=False,
+        run_foreign_oracle=False,
     )
 
 
@@ -116,21 +126,57 @@ def _subsample(rows: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return rows[np.sort(rng.choice(len(rows), n, replace=False))]
 
 
-def get_model(prep: Prepared, cfg: PipelineConfig, cache: Cache, reuse_key: str | None = None) -> tuple[RecModel, dict, str]:
-    mcfg = ModelConfig(n_items=prep.n_items, **cfg.model)
-    tcfg = TrainConfig(seed=cfg.seed, progress=cfg.progress, **cfg.train)
-    key = reuse_key or _hash({"model": asdict(mcfg), "train": asdict(tcfg)})
+def get_model(
+    prep: Prepared, mcfg: ModelConfig, tcfg: TrainConfig, cache: Cache, reuse_key: str | None = None, desc: str = "model"
+) -> tuple[RecModel, dict, str]:
+    # progress and the wall-clock budget do not change what a finished run means: not part of the key
+    key = reuse_key or _hash({"model": asdict(mcfg), "train": {**asdict(tcfg), "progress": None, "time_budget_s": None}})
     path = cache.path(f"model-{key}.pt")
     if os.path.exists(path):
         info = json.load(open(path + ".json"))
+        _log(f"{desc}: cached {path}")
         return load_model(path), info, key
+    _log(f"{desc}: training (at most {tcfg.epochs} epochs, patience {tcfg.patience}, budget {tcfg.time_budget_s} s)")
     t = time.time()
     model, info = train_model(prep, mcfg, tcfg)
-    info = {"train_seconds": time.time() - t, "best_epoch": info.get("best_epoch"), "model_config": asdict(mcfg),
-            "train_config": asdict(tcfg), "history": info.get("history", [])}
+    info = {"train_seconds": time.time() - t, "best_epoch": info.get("best_epoch"), "best_valid": info.get("best_valid"),
+            "stopped_by": info.get("stopped_by"), "model_config": asdict(mcfg), "train_config": asdict(tcfg),
+            "history": info.get("history", [])}
     save_model(model, path)
     json.dump(info, open(path + ".json", "w"))
     return model, info, key
+
+
+def get_reference(
+    prep: Prepared, cfg: PipelineConfig, cache: Cache, exclude: bool, reuse_key: str | None = None
+) -> tuple[RecModel, dict, str, list[dict]]:
+    """The reference model; with the exclusion policy on, trained with and without the exclusion loss and the one
+    with the better validation metric on the served (excluded) ranking kept."""
+    mcfg = ModelConfig(n_items=prep.n_items, **cfg.model)
+    variants = [False, True] if exclude and cfg.try_exclusion_training else [False]
+    tried, best = [], None
+    for train_ex in variants:
+        tcfg = TrainConfig(**{"seed": cfg.seed, "progress": cfg.progress, **cfg.train, "exclude": train_ex,
+                              "select_exclude": exclude})
+        model, info, key = get_model(prep, mcfg, tcfg, cache, reuse_key if not train_ex else None,
+                                     desc=f"reference model (exclusion loss {'on' if train_ex else 'off'})")
+        tried.append({"trained_with_exclusion": train_ex, "best_epoch": info.get("best_epoch"),
+                      "valid_selection_metric": info.get("best_valid"), "train_seconds": round(info["train_seconds"], 1),
+                      "stopped_by": info.get("stopped_by"), "key": key})
+        if best is None or (info.get("best_valid") or -1) > (best[1].get("best_valid") or -1):
+            best = (model, info, key)
+    assert best is not None
+    return best[0], best[1], best[2], tried
+
+
+def get_long_context(prep: Prepared, cfg: PipelineConfig, cache: Cache, exclude: bool, trained_ex: bool):
+    """The long_context baseline: the reference architecture with a LONG_WINDOW-item prompt and no memory."""
+    mcfg = ModelConfig(n_items=prep.n_items, **{**cfg.model, "max_len": LONG_WINDOW + 1})
+    # Same targets per step as the reference (LONG_WINDOW/WINDOW times fewer prompts per batch).
+    bs = max(8, TrainConfig(**cfg.train).batch_size * WINDOW // LONG_WINDOW)
+    tcfg = TrainConfig(**{"seed": cfg.seed, "progress": cfg.progress, **cfg.train, "window": LONG_WINDOW,
+                          "batch_size": bs, "mem_frac": 0.0, "exclude": trained_ex, "select_exclude": exclude})
+    return get_model(prep, mcfg, tcfg, cache, desc="long_context model")
 
 
 def get_memory(model: RecModel, prep: Prepared, key: str, cache: Cache, progress: bool) -> Memory:
@@ -143,27 +189,102 @@ def get_memory(model: RecModel, prep: Prepared, key: str, cache: Cache, progress
     return mem
 
 
-def get_scores(model, prep, mem, rows, key: str, cache: Cache, progress: bool, desc: str) -> MemoryScores:
-    path = cache.path(f"scores-{desc}-{key}-{_hash(rows.tolist())}.npz")
+def get_scores(model, prep, mem: Memory, view, key: str, cache: Cache, progress: bool, desc: str) -> MemoryScores:
+    h = hashlib.sha256(np.ascontiguousarray(view.rows).tobytes() + np.ascontiguousarray(view.mem_idx).tobytes())
+    path = cache.path(f"scores2-{desc}-{key}-{h.hexdigest()[:16]}.npz")
     if os.path.exists(path):
         z = np.load(path)
-        return MemoryScores(z["base_logp"], z["base_rank"], z["logp"], z["rank"])
-    sc = score_memory(model, prep, mem, sample_view(mem, rows), progress=progress, desc=desc)
+        return MemoryScores(**{k: z[k] for k in z.files})
+    sc = score_memory(model, prep, mem, view, progress=progress, desc=desc)
     np.savez(path, **asdict(sc))
     return sc
 
 
-def get_sasrec_ranks(prep: Prepared, cfg: PipelineConfig, cache: Cache, test_rows: np.ndarray) -> tuple[np.ndarray, dict]:
-    scfg = SASRecConfig(seed=cfg.seed, **cfg.sasrec)
-    path = cache.path(f"sasrec-{_hash(asdict(scfg))}-{_hash(test_rows.tolist())}.npz")
+def _rows_minus(rows: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    gone = {(int(u), int(p)) for u, p in drop}
+    keep = [i for i, (u, p) in enumerate(rows) if (int(u), int(p)) not in gone]
+    return rows[np.asarray(keep, dtype=np.int64)] if keep else rows[:0]
+
+
+def decide_memory_k(model, prep, mem: Memory, retriever, view, table: MemoryScores, exclude: bool, cfg) -> tuple[int, dict]:
+    """memory_k on held-out validation, on the served distribution: the k in {1, extra_k} whose paired 95% interval
+    of NDCG@10 (automr@k - no_memory) lies wholly above 0, the best such by mean difference; 0 (serve without
+    memory) when none does. Memory costs a retriever pass and a longer upper pass: it must show that it pays."""
+    from .evaluate import rank_with_slots
+    from .metrics import bootstrap_indices, paired_test
+
+    t = table.served(exclude)
+    if not len(view.rows):
+        return 0, {"reason": "no held-out validation samples"}
+    idx = bootstrap_indices(len(view.rows), cfg.n_boot, cfg.seed + 5)
+    scores = retriever_scores(retriever, mem, view)
+    evidence: dict = {"n": int(len(view.rows)), "no_memory": summarize(t.base_rank)}
+    best = (0, 0.0)
+    for k in sorted({1, *cfg.extra_k}):
+        slots = top_k_slots(scores, view.mem_mask, k)
+        r = ranks_of_choice(t, slots[:, 0]) if k == 1 else rank_with_slots(model, prep, mem, view, slots, exclude=exclude)
+        b = paired_test(r, t.base_rank, idx)["bootstrap"]["ndcg@10"]
+        evidence[f"automr@k={k}"] = {**summarize(r), "ndcg@10_diff": b["diff"], "ndcg@10_diff_ci95": b["ci95"]}
+        if b["ci95"][0] > 0 and b["diff"] > best[1]:
+            best = (k, b["diff"])
+    return best[0], evidence
+
+
+def policy_reason(rate: float, exclude: bool, variants: list[dict], trained_ex: bool, memory_k: int, ev: dict) -> str:
+    parts = [
+        f"repeat rate {rate:.4f} {'<' if exclude else '>='} {REPEAT_RATE_THRESHOLD}: "
+        + ("consumed items excluded" if exclude else "repeats are common, consumed items stay rankable")
+    ]
+    if len(variants) > 1:
+        v = {bool(x["trained_with_exclusion"]): x["valid_selection_metric"] for x in variants}
+        parts.append(f"exclusion loss {'kept' if trained_ex else 'not kept'} (valid NDCG@10 {v[True]:.4f} with, "
+                     f"{v[False]:.4f} without)")
+    if "n" in ev:
+        d = {k: v for k, v in ev.items() if k.startswith("automr@k=")}
+        diffs = ", ".join(f"{k} {v['ndcg@10_diff']:+.4f} [{v['ndcg@10_diff_ci95'][0]:+.4f}, {v['ndcg@10_diff_ci95'][1]:+.4f}]"
+                          for k, v in d.items())
+        verdict = f"memory_k {memory_k}: pays" if memory_k else "memory_k 0: memory does not pay"
+        parts.append(f"{verdict} (held-out validation n={ev['n']}, NDCG@10 vs no memory: {diffs})")
+    else:
+        parts.append(f"memory_k {memory_k}: {ev.get('reason', '')}")
+    return "; ".join(parts)
+
+
+def sasrec_configs(cfg: PipelineConfig, exclude: bool) -> list[SASRecConfig]:
+    return [SASRecConfig(**{"seed": cfg.seed, **cfg.sasrec, **g, "select_exclude": exclude}) for g in cfg.sasrec_grid]
+
+
+def get_sasrec_model(prep: Prepared, scfg: SASRecConfig, cache: Cache, progress: bool):
+    """One point of SASRec's validation search, cached on its own (points can be trained in parallel)."""
+    path = cache.path(f"sasrec-{_hash(asdict(scfg) | {'time_budget_s': None})}.pt")
+    model = SASRec(prep.n_items, scfg)
     if os.path.exists(path):
-        z = np.load(path)
-        return z["ranks"], json.loads(str(z["info"]))
+        ck = torch.load(path)
+        model.load_state_dict(ck["state"])
+        return model.eval(), ck["info"]
+    _log(f"sasrec: lr {scfg.lr} dropout {scfg.dropout} d {scfg.d}")
+    model, info = train_sasrec(prep, scfg, log=_log if progress else (lambda *_: None))
+    torch.save({"state": model.state_dict(), "info": info}, path)
+    return model, info
+
+
+def get_sasrec_ranks(
+    prep: Prepared, cfg: PipelineConfig, cache: Cache, test_rows: np.ndarray, exclude: bool
+) -> tuple[dict[bool, np.ndarray], dict]:
+    """SASRec tuned on validation: one run per grid point (epochs chosen inside each), the best validation NDCG@10
+    (on the served ranking) kept; test ranks without and with exclusion."""
     t = time.time()
-    model = train_sasrec(prep, scfg, log=_log if cfg.progress else (lambda *_: None))
-    ranks = rank_rows(model, prep, test_rows)
-    info = {"train_seconds": time.time() - t, "config": asdict(scfg)}
-    np.savez(path, ranks=ranks, info=json.dumps(info))
+    best, tried = None, []
+    for g in sasrec_configs(cfg, exclude):
+        model, info = get_sasrec_model(prep, g, cache, cfg.progress)
+        tried.append({"lr": g.lr, "dropout": g.dropout, "d": g.d, **info})
+        if best is None or info["best_valid_ndcg@10"] > best[1]["best_valid_ndcg@10"]:
+            best = (model, info, g)
+    assert best is not None
+    model = best[0]
+    ranks = {ex: rank_rows(model, prep, test_rows, exclude=ex) for ex in (False, True)}
+    info = {"seconds": round(time.time() - t, 1), "config": asdict(best[2]), "grid": tried,
+            "loss": "full-softmax cross-entropy"}
     return ranks, info
 
 
@@ -197,7 +318,15 @@ def label_search(mem, train_view, train_scores, valid_view, valid_scores, cfg: P
 
 
 def run(
-    prep: Prepared, out_file: str, cfg: PipelineConfig, cache_root: str, export: bool = True, reuse_model: str | None = None
+    prep: Prepared,
+    out_file: str,
+    cfg: PipelineConfig,
+    cache_root: str,
+    export: bool = True,
+    reuse_model: str | None = None,
+    stop_after: str | None = None,
+    repo_dir: str | None = None,
+    bundle_dir: str | None = None,
 ) -> dict:
     from .evaluate import evaluate_test, format_table
     from .plots import plot_random_comparison, plot_timelines
@@ -210,26 +339,44 @@ def run(
         timings[name] = round(time.time() - t, 1)
         _log(f"[{name}] {timings[name]} s")
 
+    rate = repeat_rate(prep)
+    exclude = decide_exclusion(rate)
+    _log(f"policy: training repeat-consumption rate {rate:.4f} -> exclude_consumed {exclude} "
+         f"(threshold {REPEAT_RATE_THRESHOLD})")
     t = time.time()
-    model, minfo, mkey = get_model(prep, cfg, cache, reuse_model)
+    model, minfo, mkey, variants = get_reference(prep, cfg, cache, exclude, reuse_model)
+    trained_ex = bool(minfo["train_config"]["exclude"])
     lap("reference_model", t)
+    long_model = long_info = None
+    if cfg.run_long_context:
+        t = time.time()
+        # The exclusion loss for long_context follows the policy (not the reference's validation choice), so the
+        # baseline's training does not wait for, or depend on, the reference model's.
+        long_model, long_info, _ = get_long_context(prep, cfg, cache, exclude, exclude and cfg.try_exclusion_training)
+        lap("long_context_model", t)
+    if stop_after == "models":
+        return {"timings_s": timings, "variants": variants}
     t = time.time()
     mem = get_memory(model, prep, mkey, cache, cfg.progress)
     lap("memory", t)
     t = time.time()
     train_rows = _subsample(prep.splits["train"], cfg.label_train_samples, cfg.seed)
-    valid_rows = _subsample(prep.splits["valid"], cfg.label_valid_samples, cfg.seed + 1)
+    # At most half of validation for early stopping and label choice: the rest decides memory_k (decide_memory_k).
+    n_stop = len(prep.splits["valid"]) // 2
+    if cfg.label_valid_samples is not None:
+        n_stop = min(n_stop, cfg.label_valid_samples)
+    valid_rows = _subsample(prep.splits["valid"], n_stop, cfg.seed + 1)
     test_rows = _subsample(prep.splits["test"], cfg.test_samples, cfg.seed + 2)
-    train_sc = get_scores(model, prep, mem, train_rows, mkey, cache, cfg.progress, "train")
-    valid_sc = get_scores(model, prep, mem, valid_rows, mkey, cache, cfg.progress, "valid")
+    train_view, valid_view, test_view = (sample_view(mem, r) for r in (train_rows, valid_rows, test_rows))
+    train_sc = get_scores(model, prep, mem, train_view, mkey, cache, cfg.progress, "train")
+    valid_sc = get_scores(model, prep, mem, valid_view, mkey, cache, cfg.progress, "valid")
     lap("labels_train_valid", t)
     t = time.time()
-    test_sc = get_scores(model, prep, mem, test_rows, mkey, cache, cfg.progress, "test")
+    test_sc = get_scores(model, prep, mem, test_view, mkey, cache, cfg.progress, "test")
     lap("scores_test", t)
     t = time.time()
-    train_view, valid_view, test_view = (sample_view(mem, r) for r in (train_rows, valid_rows, test_rows))
     rkey = _hash({"model": mkey, "train": train_rows.tolist(), "valid": valid_rows.tolist(), "grid": cfg.label_grid,
-                  "retriever": asdict(RetrieverConfig(seed=cfg.seed, **cfg.retriever))})
+                  "retriever": asdict(RetrieverConfig(seed=cfg.seed, **cfg.retriever)), "exclude": exclude})
     rpath = cache.path(f"retriever-{rkey}.pt")
     if os.path.exists(rpath):
         ck = torch.load(rpath)
@@ -238,16 +385,55 @@ def run(
         retriever.eval()
         chosen, search = ck["chosen"], ck["search"]
     else:
-        retriever, chosen, search = label_search(mem, train_view, train_sc, valid_view, valid_sc, cfg)
+        # Eq. 5 labels and early stopping on the distribution that is served (renormalised after exclusion).
+        retriever, chosen, search = label_search(
+            mem, train_view, train_sc.served(exclude), valid_view, valid_sc.served(exclude), cfg
+        )
         torch.save({"state": retriever.state_dict(), "chosen": chosen, "search": search}, rpath)
     lap("retriever", t)
-    sas_ranks, sas_info = (None, None)
+    t = time.time()
+    # The memory decision on validation samples the retriever never saw (not its early-stopping subsample).
+    decision_rows = _subsample(_rows_minus(prep.splits["valid"], valid_rows), cfg.decision_samples, cfg.seed + 3)
+    decision_view = sample_view(mem, decision_rows)
+    decision_sc = get_scores(model, prep, mem, decision_view, mkey, cache, cfg.progress, "decision")
+    memory_k, memory_evidence = decide_memory_k(model, prep, mem, retriever, decision_view, decision_sc, exclude, cfg)
+    lap("memory_decision", t)
+    foreign_sc = None
+    if cfg.run_foreign_oracle:
+        t = time.time()
+        from .evaluate import foreign_view
+
+        foreign_sc = get_scores(model, prep, mem, foreign_view(test_view, cfg.seed + 4), mkey, cache, cfg.progress,
+                                "foreign")
+        lap("scores_foreign", t)
+    baselines: dict[str, dict[bool, np.ndarray]] = {}
+    sas_info = None
     if cfg.run_sasrec:
         t = time.time()
-        sas_ranks, sas_info = get_sasrec_ranks(prep, cfg, cache, test_rows)
+        baselines["sasrec"], sas_info = get_sasrec_ranks(prep, cfg, cache, test_rows, exclude)
         lap("sasrec", t)
+    from .train import no_memory_ranks
+
+    for v in variants:
+        if v["key"] != mkey:  # the reference variant not kept: its no-memory rows, so the choice can be checked
+            other = load_model(cache.path(f"model-{v['key']}.pt"))
+            name = "no_memory[" + ("exclusion loss" if v["trained_with_exclusion"] else "plain loss") + "]"
+            baselines[name] = {ex: no_memory_ranks(other, prep, test_rows, ex) for ex in (False, True)}
+    if long_model is not None:
+
+        baselines["long_context"] = {
+            ex: no_memory_ranks(long_model, prep, test_rows, ex, window=LONG_WINDOW) for ex in (False, True)
+        }
+    policy = {
+        "exclude_consumed": exclude,
+        "repeat_rate": round(rate, 6),
+        "memory_k": memory_k,
+        "trained_with_exclusion": trained_ex,
+        "reason": policy_reason(rate, exclude, variants, trained_ex, memory_k, memory_evidence),
+    }
     t = time.time()
-    ev = evaluate_test(model, prep, mem, test_view, test_sc, retriever, sas_ranks, cfg.extra_k, cfg.n_boot, cfg.seed)
+    ev = evaluate_test(model, prep, mem, test_view, test_sc, retriever, baselines, foreign_sc, policy, cfg.extra_k,
+                       cfg.n_boot, cfg.seed)
     lap("evaluate", t)
 
     out_dir = os.path.dirname(os.path.abspath(out_file))
@@ -260,15 +446,17 @@ def run(
     }
     lap("figures", t)
     replay_path = stem + "-test-targets.json"
-    write_replay_targets(prep, test_view, ev, replay_path)
+    write_replay_targets(prep, test_view, ev, policy, replay_path)
     bundle = None
     if export:
         from .export import export_bundle
 
         t = time.time()
-        m = export_bundle(model, prep, out_dir, retriever=retriever)
-        bundle = {"manifest": os.path.join(out_dir, "bundle", "manifest.json"),
-                  "model_repository": os.path.join(out_dir, "triton-models"), "model_version": m["model_version"]}
+        m = export_bundle(model, prep, out_dir, retriever=retriever, policy=policy, repo_dir=repo_dir,
+                          bundle_dir=bundle_dir)
+        bundle = {"manifest": os.path.join(bundle_dir or os.path.join(out_dir, "bundle"), "manifest.json"),
+                  "model_repository": repo_dir or os.path.join(out_dir, "triton-models"),
+                  "model_version": m["model_version"]}
         lap("export", t)
     timings["total"] = round(time.time() - t0, 1)
     split = {k: int(len(v)) for k, v in prep.splits.items()}
@@ -286,13 +474,20 @@ def run(
         "n_users": len(prep.users),
         "n_interactions": prep.n_interactions,
         "split": split,
+        "policy": policy,
+        "served": ev["served"],
         "rows": ev["rows"],
         "rows_samples_with_memory": ev["rows_samples_with_memory"],
+        "memory_decision": memory_evidence,
         "paired": ev["paired"],
         "rq3": {k: v for k, v in ev["rq3"].items() if k != "sample_index"},
         "label_search": search,
         "label_chosen": {"delta": chosen["delta"], "tau": chosen["tau"]},
-        "reference_model": {k: minfo.get(k) for k in ("model_config", "train_config", "best_epoch", "train_seconds")},
+        "reference_model": {k: minfo.get(k) for k in ("model_config", "train_config", "best_epoch", "train_seconds",
+                                                        "stopped_by", "best_valid")},
+        "reference_model_variants": variants,
+        "long_context": None if long_info is None else {
+            k: long_info.get(k) for k in ("model_config", "train_config", "best_epoch", "train_seconds", "stopped_by")},
         "sasrec": sas_info,
         "figures": figures,
         "replay_targets": replay_path,
@@ -305,21 +500,29 @@ def run(
         f.write("\n")
     print(f"dataset {prep.name}: {split}")
     print(format_table(ev["rows"]))
-    pn = ev["paired"]["automr_vs_no_memory"]
-    print(
-        "automr vs no_memory: "
-        + ", ".join(f"{k} diff {v['diff']:+.4f} ci95 [{v['ci95'][0]:+.4f},{v['ci95'][1]:+.4f}]" for k, v in pn["bootstrap"].items())
-        + f"; McNemar recall@1 p={pn['mcnemar']['recall@1']['p_value']:.3g}"
-    )
+    print(f"policy: {policy}")
+    print("served: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in ev["served"].items()))
+    for name, pn in ev["paired"].items():
+        if not name.startswith("served_vs_") and not name.startswith("automr"):
+            continue
+        print(
+            f"{name}: "
+            + ", ".join(f"{k} {v['diff']:+.4f} [{v['ci95'][0]:+.4f},{v['ci95'][1]:+.4f}]" for k, v in pn["bootstrap"].items())
+            + f"; McNemar recall@1 p={pn['mcnemar']['recall@1']['p_value']:.3g}"
+        )
     print(f"labels chosen: {result['label_chosen']}; total {timings['total']} s; wrote {out_file}")
     result["_eval"] = ev
     result["_model"], result["_memory"], result["_test_view"] = model, mem, test_view
     return result
 
 
-def write_replay_targets(prep: Prepared, view, ev: dict, path: str) -> None:
-    """Test targets in stream order terms (external ids, timestamps) with the offline automr per-sample result."""
-    ranks, choice = ev["_ranks"]["automr"], ev["_choices"]["automr"]
+def write_replay_targets(prep: Prepared, view, ev: dict, policy: dict, path: str) -> None:
+    """Test targets in stream order terms (external ids, timestamps) with the offline per-sample results: automr_*
+    is automr (k = 1) under the policy's exclusion setting, served_* what the bundle serves by default."""
+    ex = bool(policy["exclude_consumed"])
+    automr = "automr+exclude" if ex else "automr"
+    ranks, choice = ev["_ranks"][automr], ev["_choices"]["automr"]
+    served = ev["_ranks"][ev["_served"]]
     samples = []
     for i, (u, p) in enumerate(view.rows):
         u, p = int(u), int(p)
@@ -333,11 +536,13 @@ def write_replay_targets(prep: Prepared, view, ev: dict, path: str) -> None:
             "automr_rank": int(ranks[i]),
             "hit@1": bool(ranks[i] < 1), "hit@5": bool(ranks[i] < 5), "hit@10": bool(ranks[i] < 10),
             "retrieved_pos": int(view.mem_pos[i, c]) if c >= 0 else None,
-            "no_memory_rank": int(ev["_ranks"]["no_memory"][i]),
+            "no_memory_rank": int(ev["_ranks"]["no_memory+exclude" if ex else "no_memory"][i]),
+            "served_rank": int(served[i]),
         })
-    row = next(r for r in ev["rows"] if r["method"] == "automr")
+    row = next(r for r in ev["rows"] if r["method"] == automr)
     with open(path, "w") as f:
-        json.dump({"dataset": prep.name, "fingerprint": prep.fingerprint, "automr_row": row,
+        json.dump({"dataset": prep.name, "fingerprint": prep.fingerprint, "policy": policy, "automr_method": automr,
+                   "automr_row": row, "served_row": ev["served"],
                    "note": "sample (user, pos): history = the user's interactions before pos in time order "
                            "(ties by file order); prompt = last 10, memory = the up to 90 before those",
                    "samples": samples}, f)
@@ -369,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--write-synthetic-movielens", metavar="DIR",
                      help="only write seeded synthetic data in the ml-latest-small format (ratings.csv, movies.csv)")
     ap.add_argument("--out", help="result JSON; figures, bundle/ and triton-models/ go next to it")
-    ap.add_argument("--fast", action="store_true", help="CI scale (with --synthetic: the CI data)")
+    ap.add_argument("--fast", action="store_true", help="CI scale (the CI test runs it on the default --synthetic data)")
     ap.add_argument("--cache", default=os.path.join(REPO, "out", "cache"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--label-train-samples", type=int, default=None)
@@ -386,10 +591,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-samples", type=int, default=None, help="seeded subsample of the test split")
     ap.add_argument("--users", type=int, default=None, help="synthetic: number of users")
     ap.add_argument("--items", type=int, default=None, help="synthetic: number of items")
+    ap.add_argument("--stop-after", choices=["models"], default=None,
+                    help="only train (and cache) the reference and long_context models")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    gen = {k: v for k, v in (("n_users", a.users), ("n_items", a.items)) if v is not None}
     if a.write_synthetic_movielens:
-        write_movielens_latest(synthetic(n_users=a.users or 800, n_items=a.items or 400, seed=a.seed), a.write_synthetic_movielens)
+        write_movielens_latest(synthetic(**{**DEFAULT_SYNTHETIC, **gen, "seed": a.seed}), a.write_synthetic_movielens)
         return 0
     if not a.out:
         ap.error("--out is required")
@@ -408,12 +616,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_sasrec:
         cfg.run_sasrec = False
     if a.synthetic:
-        gen = dict(FAST_SYNTHETIC) if a.fast else {"n_users": 600, "n_items": 300}
-        gen.update({k: v for k, v in (("n_users", a.users), ("n_items", a.items)) if v is not None})
-        prep = synthetic(seed=a.seed, **gen)
+        prep = synthetic(**{**DEFAULT_SYNTHETIC, **gen, "seed": a.seed})
     else:
         prep = load_dataset(a.dataset)
-    run(prep, a.out, cfg, a.cache, export=not a.no_export, reuse_model=a.reuse_model)
+    run(prep, a.out, cfg, a.cache, export=not a.no_export, reuse_model=a.reuse_model, stop_after=a.stop_after)
     return 0
 
 

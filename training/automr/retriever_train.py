@@ -78,8 +78,10 @@ def ranks_of_choice(table: MemoryScores, choice: np.ndarray) -> np.ndarray:
 def pick_gain(table: MemoryScores, choice: np.ndarray) -> float:
     """Mean log-probability gain of the target from the chosen single element (0 where no element)."""
     c = np.maximum(choice, 0)
-    gain = table.logp[np.arange(len(choice)), c] - table.base_logp
-    return float(np.mean(np.where(choice >= 0, gain, 0.0))) if len(choice) else 0.0
+    with np.errstate(invalid="ignore"):
+        gain = table.logp[np.arange(len(choice)), c] - table.base_logp
+    # A target excluded from the served ranking (a repeat under exclusion) has -inf either way: no gain to find.
+    return float(np.mean(np.where((choice >= 0) & np.isfinite(gain), gain, 0.0))) if len(choice) else 0.0
 
 
 def selection_key(cfg: "RetrieverConfig", valid: dict) -> tuple[float, float]:
@@ -155,79 +157,3 @@ def train_retriever(
     ret.load_state_dict(best_state)
     ret.eval()
     return ret, info
-
-
-def train_default_retriever(
-    model,
-    prep,
-    delta: str = "logp",
-    tau: float = 0.3,
-    max_train_samples: int | None = 6000,
-    max_valid_samples: int | None = 4000,
-    cfg: RetrieverConfig | None = None,
-    seed: int = 0,
-    progress: bool = False,
-) -> Retriever:
-    """Memory -> Eq. 5 labels on (a seeded subsample of) the training split -> KL-trained retriever with early
-    stopping on validation (RetrieverConfig.select). For `npm run bundle`; `npm run eval` additionally searches delta/tau."""
-    from .labels import make_labels, score_memory
-    from .memory import build_memory, sample_view
-
-    mem = build_memory(model, prep, progress=progress)
-    rng = np.random.default_rng(seed)
-
-    def sub(rows: np.ndarray, n: int | None) -> np.ndarray:
-        return rows if n is None or len(rows) <= n else rows[np.sort(rng.choice(len(rows), n, replace=False))]
-
-    train_rows, valid_rows = sub(prep.splits["train"], max_train_samples), sub(prep.splits["valid"], max_valid_samples)
-    tv, vv = sample_view(mem, train_rows), sample_view(mem, valid_rows)
-    ts = score_memory(model, prep, mem, tv, progress=progress, desc="labels train")
-    vs = score_memory(model, prep, mem, vv, progress=progress, desc="labels valid")
-    ret, _ = train_retriever(mem, tv, make_labels(ts, delta, tau), vv, vs, cfg or RetrieverConfig(seed=seed), log=lambda *_: None)
-    return ret
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Trains the retriever of the committed default bundle and swaps it in (manifest retriever.kind = "trained").
-
-        cd training && /usr/bin/python3 -m automr.retriever_train --checkpoint ../out/default/model.pt --bundle ../bundle
-
-    The checkpoint must be the model the bundle was exported from (`automr.cli bundle` saves it); the manifest's
-    model_version is checked against the checkpoint's weights so a retriever never lands beside another model.
-    """
-    import argparse
-    import json
-    import os
-
-    from .cli import DEFAULT_SYNTHETIC
-    from .export import replace_retriever, weights_hash
-    from .model import load_model
-    from .synthetic import synthetic
-
-    ap = argparse.ArgumentParser(prog="automr.retriever_train")
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--bundle", required=True, help="bundle folder holding manifest.json")
-    ap.add_argument("--dataset", default=None, help="dataset folder the model was trained on (default: the bundle's synthetic data)")
-    ap.add_argument("--threads", type=int, default=2)
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    model = load_model(a.checkpoint)
-    manifest = json.load(open(os.path.join(a.bundle, "manifest.json")))
-    if manifest["model_version"] != weights_hash(model)[:16]:
-        raise SystemExit(f"{a.checkpoint} is not the model of {a.bundle} (model_version {manifest['model_version']})")
-    if a.dataset:
-        from .data import load_dataset
-
-        prep = load_dataset(a.dataset)
-    else:
-        prep = synthetic(**DEFAULT_SYNTHETIC)
-    if prep.fingerprint != manifest["training_data"]["fingerprint"]:
-        raise SystemExit("dataset fingerprint differs from the bundle's training data")
-    ret = train_default_retriever(model, prep, progress=True)
-    m = replace_retriever(a.bundle, ret)
-    print(f"retriever trained and written to {a.bundle} (kind {m['retriever']['kind']})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -23,24 +23,32 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data import MAX_HISTORY, N_SPECIAL, WINDOW, Prepared, make_prompt_batch, prompts_from_windows, targets_of
+from .exclusion import consumed_mask, first_occurrence
+from .metrics import target_rank
 from .model import ModelConfig, RecModel
-from .popularity import metrics_from_ranks, ranks_of
+from .popularity import metrics_from_ranks
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64  # chunks of up to 10 targets each
+    # A cap, not a setting: the epoch is chosen on validation (patience below; see train_model's schedule).
+    epochs: int = 20
+    batch_size: int = 64  # chunks of up to `window` targets each
     lr: float = 2e-3
     weight_decay: float = 0.01
     seed: int = 0
     mem_frac: float = 0.8
     max_mem: int = 8
     mem_informed: float = 0.5  # share of memory chunks with one target-near draw (see chunk_memory)
-    patience: int = 4
+    patience: int = 3
     select_metric: str = "NDCG@10"
     progress: bool = True
     max_train_chunks: int | None = None  # caps an epoch, for quick runs/tests
+    time_budget_s: float | None = 5400.0  # wall clock for the whole run; stops after the epoch that crosses it
+    exclude: bool = False  # loss over the allowed items only: consumed items (except the target) get no probability
+    select_exclude: bool = False  # validation metric on the ranking with consumed items excluded (the served one)
+    window: int = WINDOW  # prompt items (100 for the long_context baseline; needs ModelConfig.max_len > window)
+    valid_samples: int | None = 4000  # seeded subsample of validation for the per-epoch check
 
 
 def seed_everything(seed: int) -> None:
@@ -132,6 +140,22 @@ def chunk_memory(
     return memory.view(b, k, d), mm.view(b, k)
 
 
+def chunk_exclusion(prep: Prepared, chunks: np.ndarray, tgt: torch.Tensor) -> torch.Tensor:
+    """[B,T,n_items] bool: at each prompt position, the items the user consumed before its target, except the
+    target itself (so a repeat target keeps its loss)."""
+    t = tgt.shape[1]
+    first = torch.from_numpy(np.stack([first_occurrence(prep.seqs[u], prep.n_items) for u, _, _ in chunks]))
+    # Target position (index into seqs[u]) of each token slot; -1 = no target (nothing excluded).
+    qpos = np.full((len(chunks), t), -1, dtype=np.int64)
+    for i, (u, a, e) in enumerate(chunks):
+        n = e - a
+        qpos[i, t - n :] = np.arange(a + 1, e + 1)
+    ex = first.unsqueeze(1) < torch.from_numpy(qpos).unsqueeze(2)
+    has = tgt >= 0
+    ex[has.nonzero(as_tuple=True) + (tgt[has],)] = False
+    return ex
+
+
 def chunk_loss(
     model: RecModel, prep: Prepared, chunks: np.ndarray, rng: np.random.Generator, tcfg: TrainConfig
 ) -> tuple[torch.Tensor, int]:
@@ -139,28 +163,42 @@ def chunk_loss(
     memory, mm = chunk_memory(model, prep, chunks, rng, tcfg.mem_frac, tcfg.max_mem, tcfg.mem_informed)
     hidden, _ = model.lower(ids, mask)
     logits = model.upper_logits_all(hidden, mask, memory, mm)
+    if tcfg.exclude:
+        logits = logits.masked_fill(chunk_exclusion(prep, chunks, tgt), -float("inf"))
     n = int((tgt >= 0).sum())
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100), n
 
 
 @torch.no_grad()
-def score_rows(model: RecModel, prep: Prepared, rows: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def score_rows(model: RecModel, prep: Prepared, rows: np.ndarray, batch_size: int = 1024, window: int = WINDOW) -> np.ndarray:
     """No-memory log_probs [n, n_items] for the given sample rows."""
     model.eval()
     out = []
     for s in range(0, len(rows), batch_size):
-        ids, mask = make_prompt_batch(prep, rows[s : s + batch_size])
+        ids, mask = make_prompt_batch(prep, rows[s : s + batch_size], window)
         out.append(model(ids, mask).numpy())
     return np.concatenate(out) if out else np.zeros((0, prep.n_items), dtype=np.float32)
 
 
-def evaluate(model: RecModel, prep: Prepared, split: str, batch_size: int = 1024) -> dict[str, float]:
-    rows = prep.splits[split]
-    ranks = []
+@torch.no_grad()
+def no_memory_ranks(
+    model: RecModel, prep: Prepared, rows: np.ndarray, exclude: bool, window: int = WINDOW, batch_size: int = 1024
+) -> np.ndarray:
+    """Target ranks without memory, optionally with the user's consumed items excluded."""
+    out = []
     for s in range(0, len(rows), batch_size):
         chunk = rows[s : s + batch_size]
-        ranks.append(ranks_of(score_rows(model, prep, chunk, batch_size), targets_of(prep, chunk)))
-    return metrics_from_ranks(np.concatenate(ranks) if ranks else np.zeros(0))
+        lp = torch.from_numpy(score_rows(model, prep, chunk, batch_size, window))
+        ex = consumed_mask(prep, chunk) if exclude else None
+        out.append(target_rank(lp, torch.from_numpy(targets_of(prep, chunk)), ex).numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def evaluate(
+    model: RecModel, prep: Prepared, split: str, exclude: bool = False, window: int = WINDOW, rows: np.ndarray | None = None
+) -> dict[str, float]:
+    rows = prep.splits[split] if rows is None else rows
+    return metrics_from_ranks(no_memory_ranks(model, prep, rows, exclude, window))
 
 
 def train_model(prep: Prepared, mcfg: ModelConfig | None = None, tcfg: TrainConfig | None = None) -> tuple[RecModel, dict]:
@@ -170,22 +208,30 @@ def train_model(prep: Prepared, mcfg: ModelConfig | None = None, tcfg: TrainConf
     rng = np.random.default_rng(tcfg.seed)
     model = RecModel(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    est_chunks = len(make_chunks(prep, np.random.default_rng(tcfg.seed)))
+    est_chunks = len(make_chunks(prep, np.random.default_rng(tcfg.seed), tcfg.window))
     if tcfg.max_train_chunks is not None:
         est_chunks = min(est_chunks, tcfg.max_train_chunks)
     steps_per_epoch = max(1, (est_chunks + tcfg.batch_size - 1) // tcfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=tcfg.lr, total_steps=steps_per_epoch * tcfg.epochs + 1, pct_start=0.1
-    )
+    # Schedule by validation, not by a fixed epoch count: linear warm-up over the first epoch, then the full rate
+    # until validation stops improving; every epoch without a new best halves it (annealing exactly when the metric
+    # plateaus, whatever the dataset's size), and `patience` such epochs in a row end training.
+    lr_scale = {"v": 1.0}
+    warmup = steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_scale["v"] * min(1.0, (step + 1) / warmup))
     best, best_state, best_epoch, bad = -float("inf"), None, -1, 0
     history = []
+    valid_rows = prep.splits["valid"]
+    if tcfg.valid_samples is not None and len(valid_rows) > tcfg.valid_samples:
+        vr = np.random.default_rng(tcfg.seed + 11)
+        valid_rows = valid_rows[np.sort(vr.choice(len(valid_rows), tcfg.valid_samples, replace=False))]
+    stopped = "epochs"
     t0 = time.time()
     for epoch in range(tcfg.epochs):
         model.train()
-        chunks = make_chunks(prep, rng)
+        chunks = make_chunks(prep, rng, tcfg.window)
         chunks = chunks[rng.permutation(len(chunks))][: steps_per_epoch * tcfg.batch_size]
         total, n = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not tcfg.progress, leave=False)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not tcfg.progress, leave=False, mininterval=5.0)
         for i in bar:
             batch = chunks[i * tcfg.batch_size : (i + 1) * tcfg.batch_size]
             if len(batch) == 0:
@@ -200,22 +246,37 @@ def train_model(prep: Prepared, mcfg: ModelConfig | None = None, tcfg: TrainConf
             n += nt
             if i % 10 == 0:
                 bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
-        valid = evaluate(model, prep, "valid") if len(prep.splits["valid"]) else {tcfg.select_metric: -float(total / n)}
-        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), **valid, "elapsed_s": time.time() - t0})
+        if len(valid_rows):
+            valid = evaluate(model, prep, "valid", tcfg.select_exclude, tcfg.window, rows=valid_rows)
+        else:
+            valid = {tcfg.select_metric: -float(total / n)}
+        elapsed = time.time() - t0
+        history.append({"epoch": epoch + 1, "loss": total / max(n, 1), **valid, "elapsed_s": elapsed})
         if tcfg.progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {total / max(n, 1):.4f} valid {tcfg.select_metric} {valid[tcfg.select_metric]:.4f}")
+            eta = elapsed / (epoch + 1) * (tcfg.epochs - epoch - 1)
+            tqdm.write(
+                f"epoch {epoch + 1}/{tcfg.epochs}: loss {total / max(n, 1):.4f} valid {tcfg.select_metric} "
+                f"{valid[tcfg.select_metric]:.4f} ({elapsed:.0f} s, at most {eta:.0f} s left)"
+            )
         if valid[tcfg.select_metric] > best:
             best, best_state, best_epoch, bad = valid[tcfg.select_metric], copy.deepcopy(model.state_dict()), epoch + 1, 0
         else:
             bad += 1
+            lr_scale["v"] *= 0.5
             if bad >= tcfg.patience:
+                stopped = "patience"
                 break
+        if tcfg.time_budget_s is not None and elapsed > tcfg.time_budget_s:
+            stopped = "time_budget"
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     info = {
         "train_seconds": time.time() - t0,
         "best_epoch": best_epoch,
+        "best_valid": best,
+        "stopped_by": stopped,
         "history": history,
         "train_config": asdict(tcfg),
         "model_config": asdict(mcfg),

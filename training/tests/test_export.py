@@ -259,16 +259,23 @@ def test_committed_default_bundle_is_consistent():
     assert np.allclose(r["scores"], [[0.5, 0.5, 0], [0, 0, 0]], atol=1e-6)
 
 
-def test_committed_default_bundle_uses_memory():
-    """The committed model regenerates from the documented synthetic data, and a memory element from
-    a returning interest (what a good retriever brings) lowers the target's NLL, through ONNX Runtime."""
-    from automr.cli import DEFAULT_SYNTHETIC
-    from automr.synthetic import synthetic
+def test_committed_default_bundle_regenerates_from_the_synthetic_data_with_its_policy():
+    """The committed model comes from the documented synthetic data; its manifest policy excludes consumed items
+    (the data's repeat rate is 0) and serves memory_k as decided on validation; through ONNX Runtime, excluding the
+    user's consumed items (the served distribution) raises the target's probability on returning-interest samples,
+    and a memory element of the returning interest does not lower it."""
+    from automr.exclusion import consumed_mask, repeat_rate
+    from automr.export import POLICY_KEYS
+    from automr.synthetic import DEFAULT_SYNTHETIC, synthetic
     from synth_helpers import returning_rows
 
     manifest = json.load(open(os.path.join(ROOT, "bundle", "manifest.json")))
     prep = synthetic(**DEFAULT_SYNTHETIC)
     assert manifest["training_data"]["fingerprint"] == prep.fingerprint
+    policy = manifest["policy"]
+    assert list(policy) == list(POLICY_KEYS)
+    assert policy["repeat_rate"] == repeat_rate(prep) == 0.0 and policy["exclude_consumed"] is True
+    assert policy["memory_k"] in (0, 1, 3) and policy["reason"]
     repo = os.path.normpath(os.path.join(ROOT, "bundle", manifest["model_repository"]))
     rows, mem_rows = returning_rows(prep, n=300)
     ids, mask = (t.numpy() for t in make_prompt_batch(prep, rows))
@@ -279,10 +286,15 @@ def test_committed_default_bundle_uses_memory():
     z = ort_run(lower, {"input_ids": mids, "attention_mask": mmask})["query"]
     b = len(rows)
     tgt = np.array([prep.seqs[u][p] - 3 for u, p in rows])
+    excluded = consumed_mask(prep, rows).numpy()
     nll = {}
     for name, mm in (("without", np.zeros((b, 1), np.int64)), ("with", np.ones((b, 1), np.int64))):
         feeds = {"hidden": hidden, "attention_mask": mask, "memory": z[:, None], "memory_mask": mm}
         feeds["exclude_mask"] = np.zeros((b, mask_bytes(len(manifest["catalog"]))), np.uint8)
         lp = ort_run(upper, feeds)["log_probs"]
         nll[name] = float(-lp[np.arange(b), tgt].mean())
-    assert nll["with"] < nll["without"] - 0.2, nll
+        served = np.where(excluded, -np.inf, lp)
+        served = served - np.logaddexp.reduce(served, axis=1, keepdims=True)
+        nll[name + "+exclude"] = float(-served[np.arange(b), tgt].mean())
+    assert nll["without+exclude"] < nll["without"] - 0.2, nll
+    assert nll["with"] <= nll["without"] and nll["with+exclude"] <= nll["without+exclude"], nll

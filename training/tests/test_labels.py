@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from automr.data import make_prompt_batch, synthetic, targets_of
+from automr.data import make_prompt_batch, targets_of
+from automr.synthetic import synthetic
 from automr.labels import deltas, make_labels, score_memory
 from automr.memory import build_memory, sample_view
 from automr.metrics import target_rank

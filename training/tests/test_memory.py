@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from automr.data import MAX_MEMORY, make_prompt_batch, memory_indices, synthetic
+from automr.data import MAX_MEMORY, make_prompt_batch, memory_indices
+from automr.synthetic import synthetic
 from automr.memory import build_memory, gather_memory, sample_view
 from automr.model import ModelConfig, RecModel
 

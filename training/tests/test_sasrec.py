@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from automr.data import synthetic
+from automr.synthetic import synthetic
 from automr.evaluate import popularity_ranks
 from automr.metrics import summarize
 from automr.sasrec import SASRec, SASRecConfig, _training_segments, rank_rows, train_sasrec
@@ -33,7 +33,7 @@ def test_segments_cover_every_training_target_once():
 
 def test_sasrec_learns_the_synthetic_sequences_better_than_popularity():
     prep = synthetic(n_users=100, n_items=60, seed=4)
-    model = train_sasrec(prep, SASRecConfig(d=32, maxlen=30, max_epochs=6, eval_every=3, patience=3), log=lambda *_: None)
+    model, _ = train_sasrec(prep, SASRecConfig(d=32, maxlen=30, max_epochs=6, eval_every=3, patience=3), log=lambda *_: None)
     test = prep.splits["test"]
     got = summarize(rank_rows(model, prep, test))
     pop = summarize(popularity_ranks(prep, test))

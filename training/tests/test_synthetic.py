@@ -9,7 +9,8 @@ def test_seeded_and_deterministic():
     b = synthetic(n_users=50, n_items=240, seed=11)
     c = synthetic(n_users=50, n_items=240, seed=12)
     assert a.fingerprint == b.fingerprint != c.fingerprint
-    assert a.n_items == 240 and a.titles[42] == f"Item 042 (cluster {a.meta['cluster_of'][42]})"
+    m = a.meta
+    assert a.n_items == 240 and a.titles[42] == f"Item 042 (cluster {m['cluster_of'][42]}, style {m['style_of'][42]})"
     assert all(np.all(np.diff(t) > 0) for t in a.times)
 
 
