@@ -591,6 +591,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-samples", type=int, default=None, help="seeded subsample of the test split")
     ap.add_argument("--users", type=int, default=None, help="synthetic: number of users")
     ap.add_argument("--items", type=int, default=None, help="synthetic: number of items")
+    ap.add_argument("--label-grid", choices=["full", "small"], default="full",
+                    help="label search: the 6-point grid or the 3 points of --fast (time budget)")
+    ap.add_argument("--decision-samples", type=int, default=None, help="held-out validation samples for memory_k")
+    ap.add_argument("--no-foreign-oracle", action="store_true", help="skip the oracle_foreign_memory control")
     ap.add_argument("--stop-after", choices=["models"], default=None,
                     help="only train (and cache) the reference and long_context models")
     a = ap.parse_args(argv)
@@ -615,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg.sasrec = {**cfg.sasrec, "max_epochs": a.sasrec_epochs}
     if a.no_sasrec:
         cfg.run_sasrec = False
+    if a.label_grid == "small":
+        cfg.label_grid = fast_config().label_grid
+    if a.decision_samples is not None:
+        cfg.decision_samples = a.decision_samples
+    if a.no_foreign_oracle:
+        cfg.run_foreign_oracle = False
     if a.synthetic:
         prep = synthetic(**{**DEFAULT_SYNTHETIC, **gen, "seed": a.seed})
     else:

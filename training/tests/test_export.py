@@ -261,9 +261,11 @@ def test_committed_default_bundle_is_consistent():
 
 def test_committed_default_bundle_regenerates_from_the_synthetic_data_with_its_policy():
     """The committed model comes from the documented synthetic data; its manifest policy excludes consumed items
-    (the data's repeat rate is 0) and serves memory_k as decided on validation; through ONNX Runtime, excluding the
-    user's consumed items (the served distribution) raises the target's probability on returning-interest samples,
-    and a memory element of the returning interest does not lower it."""
+    (the data's repeat rate is 0) and serves memory_k as decided on validation; through ONNX Runtime with the
+    users' consumed sets as exclude_mask, no consumed item is ever in the top-k and the top-k is always full;
+    excluding them (the served distribution) raises the target's probability on returning-interest samples, and a
+    memory element of the returning interest does not lower it."""
+    from automr.data import N_SPECIAL
     from automr.exclusion import consumed_mask, repeat_rate
     from automr.export import POLICY_KEYS
     from automr.synthetic import DEFAULT_SYNTHETIC, synthetic
@@ -287,11 +289,16 @@ def test_committed_default_bundle_regenerates_from_the_synthetic_data_with_its_p
     b = len(rows)
     tgt = np.array([prep.seqs[u][p] - 3 for u, p in rows])
     excluded = consumed_mask(prep, rows).numpy()
+    packed = pack_exclusion([np.nonzero(e)[0].tolist() for e in excluded], prep.n_items).numpy()
     nll = {}
     for name, mm in (("without", np.zeros((b, 1), np.int64)), ("with", np.ones((b, 1), np.int64))):
-        feeds = {"hidden": hidden, "attention_mask": mask, "memory": z[:, None], "memory_mask": mm}
-        feeds["exclude_mask"] = np.zeros((b, mask_bytes(len(manifest["catalog"]))), np.uint8)
-        lp = ort_run(upper, feeds)["log_probs"]
+        feeds = {"hidden": hidden, "attention_mask": mask, "memory": z[:, None], "memory_mask": mm, "exclude_mask": packed}
+        out = ort_run(upper, feeds)
+        # The served top-k: never a consumed item, always full (histories hold at most 120 of the 300 items).
+        top = out["top_ids"] - N_SPECIAL
+        assert top.shape[1] == manifest["top_k"] and np.isfinite(out["top_scores"]).all()
+        assert not np.take_along_axis(excluded, top, 1).any()
+        lp = out["log_probs"]
         nll[name] = float(-lp[np.arange(b), tgt].mean())
         served = np.where(excluded, -np.inf, lp)
         served = served - np.logaddexp.reduce(served, axis=1, keepdims=True)
