@@ -71,9 +71,11 @@ void test('one Recommend: server span → memory.read, retrieve, triton.infer au
   assert.equal(root.kind, SpanKind.SERVER);
   const trace = spans.filter((s) => s.spanContext().traceId === root.spanContext().traceId);
   const names = childrenOf(trace, root).map((s) => s.name);
+  // The consumed set is read when the exclusion applies (the committed bundle's policy turns it on by default).
+  const consumedRead = gateway.bundle.policy.excludeConsumed ? ['memory.consumed'] : [];
   assert.deepEqual(
     names.sort(),
-    ['memory.read', 'retrieve', 'stream', 'triton.infer automr_recommend'].sort(),
+    [...consumedRead, 'memory.read', 'retrieve', 'stream', 'triton.infer automr_recommend'].sort(),
   );
   const infer = trace.find((s) => s.name === 'triton.infer automr_recommend')!;
   assert.equal(infer.kind, SpanKind.CLIENT);
