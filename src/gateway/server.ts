@@ -17,16 +17,15 @@ import { createHandlers } from './api/handlers.js';
 import { loadRecommenderProto, SERVICE_NAME } from '../shared/recommender-proto.js';
 import { loadBundle, type Bundle } from './bundle.js';
 import type { GatewayConfig } from './config.js';
-import { Encoder } from './domain/encoder.js';
-import { IngestService } from './domain/ingest.js';
-import { retainedEntries, type MemoryModel } from './domain/memory.js';
+import type { Encoder } from './domain/encoder.js';
 import type { MemoryStore, ModelServer, Retriever } from './domain/ports.js';
 import { RecommendService } from './domain/recommend.js';
-import { DEFAULT_LIMITS, type Limits } from './domain/validation.js';
 import { Admission } from './api/admission.js';
 import { WatchStreams } from './api/watch-streams.js';
 import { messageLimitInterceptor, withMessageLimits } from './api/message-limits.js';
 import { gatewaySecurity, modelServerTransport, type GatewaySecurity } from './security.js';
+import { CONSUMER_HEALTH_SERVICE, startEventConsumer } from './events.js';
+import { createIngest } from './ingest-wiring.js';
 
 export interface GatewayDeps {
   logger?: Logger;
@@ -96,35 +95,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   });
   const store = deps.store ?? createMemoryStore(config, logger);
 
-  const model: MemoryModel = {
-    modelVersion: bundle.modelVersion,
-    window: bundle.window,
-    maxMemory: bundle.maxMemory,
-    bos: bundle.tokens.bos,
-    maxHistory: config.maxHistory,
-  };
-  const limits: Limits = {
-    ...DEFAULT_LIMITS,
-    maxFutureMs: config.maxFutureMs,
-    maxExcludeItems: config.maxExcludeItems,
-    maxCandidateItems: config.maxCandidateItems,
-  };
-  const encoder = new Encoder({
+  const { model, limits, encoder, ingest } = createIngest(config, {
     store,
     modelServer,
-    model,
-    batchSize: config.encodeBatch,
-    batchDelayMs: config.batchDelayMs,
+    bundle,
     logger,
-    metrics,
-  });
-  const ingest = new IngestService({
-    store,
-    encoder,
-    catalog: bundle,
-    limits,
-    maxHistory: config.maxHistory,
-    historyContext: retainedEntries(model) - model.maxHistory,
     metrics,
   });
   // What a request that leaves memory_k / exclude_consumed unset gets: the deployment setting, `auto` = the bundle's.
@@ -186,6 +161,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     }),
   );
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
+  // Bus consumer (AUTOMR_EVENTS): reports under its own health service; Recommend keeps serving without the bus.
+  const consumer = startEventConsumer(config, ingest, logger);
+  if (consumer !== undefined) health.setStatus(CONSUMER_HEALTH_SERVICE, 'NOT_SERVING');
   health.addToServer(server);
   if (config.reflection) new ReflectionService(definition).addToServer(server);
 
@@ -198,6 +176,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       else resolve(bound);
     });
   }).catch(async (error: unknown) => {
+    await consumer?.stop(0);
     security.close();
     await store.close();
     modelServer.close();
@@ -220,11 +199,21 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     if (checking || shuttingDown) return;
     checking = true;
     try {
-      const [modelReady, storeReady] = await Promise.all([modelServer.ready(), store.ready()]);
+      const [modelReady, storeReady, busReady] = await Promise.all([
+        modelServer.ready(),
+        store.ready(),
+        consumer?.ready(),
+      ]);
       const serving = modelReady && storeReady;
       // Encodings that failed while a dependency was away are retried as soon as it is back.
       if (serving && lastStatus === 'NOT_SERVING') encoder.resumeRetries();
       if (!shuttingDown) setStatus(serving ? 'SERVING' : 'NOT_SERVING');
+      if (consumer !== undefined && !shuttingDown) {
+        health.setStatus(
+          CONSUMER_HEALTH_SERVICE,
+          busReady === true && storeReady ? 'SERVING' : 'NOT_SERVING',
+        );
+      }
     } finally {
       checking = false;
     }
@@ -271,6 +260,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       for (const finish of [...openStreams]) finish();
       watchStreams.endAll();
       const bound = graceful ? config.drainTimeoutMs : 0;
+      if (consumer !== undefined) {
+        health.setStatus(CONSUMER_HEALTH_SERVICE, 'NOT_SERVING');
+        // Stop pulling first; messages in flight settle within the bound (the rest is redelivered).
+        await consumer.stop(bound);
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           logger.warn({ boundMs: bound }, 'drain bound reached; cancelling remaining calls');

@@ -50,6 +50,10 @@ export class AppError extends Error {
 export const invalidArgument = (message: string, details?: Record<string, unknown>): AppError =>
   new AppError('INVALID_ARGUMENT', message, { details });
 
+/** A dependency (store, bus, model server) cannot be reached; retrying later is safe. */
+export const unavailable = (message: string, cause?: unknown): AppError =>
+  new AppError('UNAVAILABLE', message, { cause, retryable: true });
+
 /** Converts anything thrown into an AppError; unknown failures become INTERNAL with a generic message. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;

@@ -39,6 +39,20 @@ export interface IngestDeps {
   now?: () => number;
 }
 
+/** The checks of Ingest (also applied by the bulk import); throws INVALID_ARGUMENT naming the field. */
+export function validateIngestInput(
+  input: IngestInput,
+  limits: Limits,
+  nowMs: number,
+): { eventId: string; userId: string; itemId: string; timestampMs: number } {
+  return {
+    eventId: validateId('event_id', input.event_id, limits.maxEventIdBytes),
+    userId: validateId('user_id', input.user_id, limits.maxIdBytes),
+    itemId: validateId('item_id', input.item_id, limits.maxIdBytes),
+    timestampMs: validateTimestamp(input.timestamp_ms, nowMs, limits.maxFutureMs),
+  };
+}
+
 export class IngestService {
   constructor(private readonly d: IngestDeps) {}
 
@@ -56,14 +70,11 @@ export class IngestService {
     const eventId = typeof input.event_id === 'string' ? input.event_id : '';
     let userId: string, itemId: string, timestampMs: number;
     try {
-      validateId('event_id', input.event_id, this.d.limits.maxEventIdBytes);
-      userId = validateId('user_id', input.user_id, this.d.limits.maxIdBytes);
-      itemId = validateId('item_id', input.item_id, this.d.limits.maxIdBytes);
-      timestampMs = validateTimestamp(
-        input.timestamp_ms,
+      ({ userId, itemId, timestampMs } = validateIngestInput(
+        input,
+        this.d.limits,
         (this.d.now ?? Date.now)(),
-        this.d.limits.maxFutureMs,
-      );
+      ));
     } catch (error) {
       if (error instanceof AppError && error.code === 'INVALID_ARGUMENT') {
         span?.setAttribute('automr.ingest.status', 'REJECTED');
