@@ -59,8 +59,12 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'
   await once(child, 'exit');
 }
 
-/** The machine's NATS when it answers on 4222, else a nats-server -js of our own. */
+/** AUTOMR_TEST_NATS_URL (.ci/run's), the machine's NATS when it answers on 4222, else a nats-server -js of our own. */
 export async function natsServer(): Promise<Server> {
+  const given = process.env.AUTOMR_TEST_NATS_URL;
+  if (given !== undefined && given !== '') {
+    return { url: given, port: Number(new URL(given).port), stop: () => Promise.resolve() };
+  }
   if (await reachable(4222))
     return { url: 'nats://127.0.0.1:4222', port: 4222, stop: () => Promise.resolve() };
   const port = await freePort();
