@@ -467,6 +467,88 @@ export class LmdbMemoryStore implements MemoryStore {
     }
   }
 
+  /**
+   * One write transaction for the whole batch (the bulk import's path): idempotency check, sequence number and
+   * entry per event in array order, then each touched user trimmed to the cap once. Trimming once at the end keeps
+   * the same entries as trimming after every append (both keep the newest `maxHistory + context` by key), so the
+   * result equals that of `append` one by one. Keep the two in step when the entry layout changes.
+   */
+  async appendMany(
+    events: readonly NewEvent[],
+    maxHistory: number,
+    context = 0,
+  ): Promise<AppendResult['status'][]> {
+    this.assertOpen();
+    const users = [...new Set(events.map((e) => e.userId))];
+    // Writes of these users already in flight (and forgets) come first, so sequence numbers stay in call order.
+    await Promise.all(
+      users.flatMap((u) => {
+        const forgetting = this.forgetting.get(u);
+        return [...(this.pending.get(u)?.values() ?? []), ...(forgetting === undefined ? [] : [forgetting])];
+      }),
+    ).catch(() => undefined);
+    const keep = maxHistory + context;
+    const write = async () => {
+      const statuses = await this.db.transaction(() => {
+        const out: AppendResult['status'][] = [];
+        const seen = new Set<string>(); // duplicates within the batch, whatever reads inside the txn return
+        for (const event of events) {
+          const { userId: u, eventId } = event;
+          const idemKey: Key = ['i', u, eventId];
+          const once = JSON.stringify([u, eventId]);
+          if (seen.has(once) || this.db.get(idemKey) !== undefined) {
+            out.push('duplicate');
+            continue;
+          }
+          seen.add(once);
+          const seq = this.nextSeq(u);
+          void this.db.put(idemKey, seq);
+          void this.db.put(['c', u], seq);
+          void this.db.put(['e', u, event.timestampMs, seq], {
+            id: eventId,
+            item: event.itemId,
+            tok: event.token,
+          });
+          out.push('accepted');
+        }
+        for (const u of users) {
+          const range = {
+            start: ['e', u, MAX_TS],
+            end: ['e', u],
+            reverse: true,
+            offset: keep,
+          };
+          for (const key of this.db.getKeys(range)) void this.db.remove(key);
+        }
+        return out;
+      });
+      await this.db.flushed;
+      return statuses;
+    };
+    for (const u of users) {
+      this.tails.delete(u);
+      this.cache.delete(u);
+      this.readOnce.delete(u);
+      this.writing.set(u, (this.writing.get(u) ?? 0) + 1);
+    }
+    try {
+      return await write();
+    } catch (error) {
+      // Nothing of a failed transaction is committed; the in-process sequence counters may have run ahead.
+      for (const u of users) this.seqs.delete(u);
+      throw error;
+    } finally {
+      for (const u of users) {
+        const left = (this.writing.get(u) ?? 1) - 1;
+        if (left === 0) this.writing.delete(u);
+        else this.writing.set(u, left);
+        this.tails.delete(u);
+        this.cache.delete(u);
+        this.readOnce.delete(u);
+      }
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -186,6 +186,16 @@ export class RedisMemoryStore implements MemoryStore {
     }
   }
 
+  /** The scripts of `append`, all sent at once (ioredis pipelines them on the connection), in array order. */
+  async appendMany(
+    events: readonly NewEvent[],
+    maxHistory: number,
+    context = 0,
+  ): Promise<AppendResult['status'][]> {
+    const results = await Promise.all(events.map((e) => this.append(e, maxHistory, context)));
+    return results.map((r) => r.status);
+  }
+
   async append(event: NewEvent, maxHistory: number, context = 0): Promise<AppendResult> {
     const k = this.keys(event.userId);
     const payload = JSON.stringify({ id: event.eventId, item: event.itemId, tok: event.token });

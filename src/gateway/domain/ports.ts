@@ -73,6 +73,16 @@ export interface MemoryStore {
    */
   append(event: NewEvent, maxHistory: number, context?: number): Promise<AppendResult>;
   /**
+   * Bulk form of `append` for the import: the same result as appending the events one after the other in array
+   * order (the same entries, arrival sequence numbers, idempotency keys and cap), written in as few durable
+   * transactions as the store allows. Resolves once all are durable; per event: accepted or duplicate.
+   */
+  appendMany(
+    events: readonly NewEvent[],
+    maxHistory: number,
+    context?: number,
+  ): Promise<AppendResult['status'][]>;
+  /**
    * The user's raw entries (history view plus window context), oldest first. Read-only: a store may share them
    * (and their vectors) between calls.
    */
