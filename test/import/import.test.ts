@@ -70,6 +70,17 @@ async function readAll(dir: string, users: string[]): Promise<Map<string, readon
   }
 }
 
+async function consumedAll(dir: string, users: string[]): Promise<Map<string, string[]>> {
+  const store = new LmdbMemoryStore(dir, { cachedUsers: 0 });
+  try {
+    const out = new Map<string, string[]>();
+    for (const u of users) out.set(u, (await store.consumed(u)).sort());
+    return out;
+  } finally {
+    await store.close();
+  }
+}
+
 void test('import equals Ingest event for event and vector for vector', async () => {
   const rows = await syntheticRows();
   const users = [...new Set(rows.map((r) => r.user_id).filter((u) => u !== ''))];
@@ -141,6 +152,11 @@ void test('import equals Ingest event for event and vector for vector', async ()
         assert.ok(diff <= 1e-5, `${u}[${i}]: vectors differ by ${diff}`);
       }
     }
+    assert.deepEqual(
+      await consumedAll(viaImport, users),
+      await consumedAll(viaIngest, users),
+      'consumed sets',
+    );
     assert.ok(vectors > 500, `only ${vectors} vectors compared`);
   } finally {
     await modelServer.close();

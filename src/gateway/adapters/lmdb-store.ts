@@ -468,8 +468,9 @@ export class LmdbMemoryStore implements MemoryStore {
   }
 
   /**
-   * One write transaction for the whole batch (the bulk import's path): idempotency check, sequence number and
-   * entry per event in array order, then each touched user trimmed to the cap once. Trimming once at the end keeps
+   * One write transaction for the whole batch (the bulk import's path): idempotency check, sequence number, entry
+   * and consumed item per event in array order, then each touched user trimmed to the cap once (and its consumed
+   * set to its bound). Trimming once at the end keeps
    * the same entries as trimming after every append (both keep the newest `maxHistory + context` by key), so the
    * result equals that of `append` one by one. Keep the two in step when the entry layout changes.
    */
@@ -509,6 +510,7 @@ export class LmdbMemoryStore implements MemoryStore {
             item: event.itemId,
             tok: event.token,
           });
+          this.putConsumed(u, event.itemId, event.timestampMs, seq);
           out.push('accepted');
         }
         for (const u of users) {
@@ -523,6 +525,10 @@ export class LmdbMemoryStore implements MemoryStore {
         return out;
       });
       await this.db.flushed;
+      for (const u of users) {
+        if (this.db.getKeysCount(consumedRange(u)) > this.consumedMax)
+          await this.locks.run(u, () => this.evictConsumed(u));
+      }
       return statuses;
     };
     for (const u of users) {
