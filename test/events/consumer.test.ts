@@ -197,6 +197,7 @@ for (const kind of ['nats', 'redis-streams'] as const) {
         await waitFor(settled(bus), 30_000, 'all messages settled after the store came back');
         const store = new RedisMemoryStore({ url: redis.url, prefix });
         try {
+          await waitFor(() => store.ready(), 5_000, 'the store connected');
           await assertExactlyOnce(store, plan);
         } finally {
           await store.close();
