@@ -65,7 +65,8 @@ def synthetic(
         n_int = int(rng.integers(3, 5))
         interests = rng.choice(n_clusters, size=n_int, replace=False)
         style = {int(c): int(rng.integers(styles)) for c in interests}
-        length = int(rng.integers(min_len, max_len + 1))
+        # Items are consumed once, so a user can consume at most the whole catalog.
+        length = min(int(rng.integers(min_len, max_len + 1)), n_items)
         used = np.zeros(n_items, dtype=bool)
         seq: list[int] = []
 

@@ -9,7 +9,7 @@ from automr.model import ModelConfig, RecModel
 
 def _setup():
     torch.manual_seed(0)
-    prep = synthetic(n_users=12, n_items=40, seed=3, min_len=30, max_len=130)
+    prep = synthetic(n_users=12, n_items=160, seed=3, min_len=30, max_len=130)
     model = RecModel(ModelConfig(n_items=prep.n_items, d_model=16, n_layers=2, n_heads=2, split_layer=1)).eval()
     return prep, model
 
