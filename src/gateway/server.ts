@@ -11,7 +11,7 @@ import { createGatewayMetrics } from '../shared/metrics.js';
 import { LmdbMemoryStore } from './adapters/lmdb-store.js';
 import { OnnxRetriever } from './adapters/onnx-retriever.js';
 import { RedisMemoryStore } from './adapters/redis-store.js';
-import { GuardedModelServer } from './adapters/guarded-model-server.js';
+import { ModelServerBreaker } from './adapters/model-server-breaker.js';
 import { TritonModelServer } from './adapters/triton-model-server.js';
 import { createHandlers } from './api/handlers.js';
 import { loadRecommenderProto, SERVICE_NAME } from '../shared/recommender-proto.js';
@@ -77,7 +77,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   const batching = { maxBatch: config.recommendBatch, delayMs: config.batchDelayMs };
   const retriever =
     deps.retriever ?? (await OnnxRetriever.load(bundle.retrieverPath, bundle.dModel, batching));
-  const rawModelServer =
+  // The breaker guards the adapter's model-server calls below its coalescing (one batch = one outcome); an injected
+  // ModelServer (tests) brings its own fault handling.
+  const modelServer =
     deps.modelServer ??
     new TritonModelServer({
       address: config.modelServer,
@@ -87,12 +89,12 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       logger,
       onError: (model) => metrics.tritonErrors.add(1, { model }),
       transport: modelServerTransport(config),
+      breaker: new ModelServerBreaker({
+        failures: config.breakerFailures,
+        resetMs: config.breakerResetMs,
+        logger,
+      }),
     });
-  const modelServer = new GuardedModelServer(rawModelServer, {
-    failures: config.breakerFailures,
-    resetMs: config.breakerResetMs,
-    logger,
-  });
   const store = deps.store ?? createMemoryStore(config, logger);
 
   const { model, limits, encoder, ingest } = createIngest(config, {

@@ -184,3 +184,30 @@ export function healthStatus(h: HealthClient, service = ''): Promise<string> {
     h.Check({ service }, (e, r) => (e ? reject(e) : resolve(r?.status ?? ''))),
   );
 }
+
+/** Starts the model-server CLI in a child process on `port` (to hang it with SIGSTOP); resolves once it is ready. */
+export async function spawnModelServer(port: number): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(REPO, 'src/cli/model-server.ts'),
+      '--address',
+      `127.0.0.1:${port}`,
+      '--repository',
+      MODELS_DIR,
+    ],
+    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('model server ready')) resolve();
+    });
+    child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+    child.once('exit', (code) => reject(new Error(`model server exited with ${code}: ${out}`)));
+  });
+  return child;
+}

@@ -5,9 +5,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import path from 'node:path';
 import { rmSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { defaultConfig } from '../../src/gateway/config.js';
@@ -22,9 +21,8 @@ import {
   healthClient,
   healthStatus,
   ingest,
-  MODELS_DIR,
   recommend,
-  REPO,
+  spawnModelServer,
   tempDir,
   type HealthClient,
 } from './helpers.js';
@@ -35,33 +33,6 @@ let gateway: RunningGateway;
 let dataDir: string;
 let c: RecommenderClient;
 let h: HealthClient;
-
-/** Starts the model-server CLI on `port`; resolves once it logs that it is ready. */
-async function spawnModelServer(): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.join(REPO, 'src/cli/model-server.ts'),
-      '--address',
-      `127.0.0.1:${port}`,
-      '--repository',
-      MODELS_DIR,
-    ],
-    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('model server ready')) resolve();
-    });
-    child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('exit', (code) => reject(new Error(`model server exited with ${code}: ${out}`)));
-  });
-  return child;
-}
 
 async function msUntil(want: string, limitMs: number): Promise<number> {
   const start = Date.now();
@@ -74,7 +45,7 @@ async function msUntil(want: string, limitMs: number): Promise<number> {
 
 before(async () => {
   port = await freePort();
-  modelServer = await spawnModelServer();
+  modelServer = await spawnModelServer(port);
   dataDir = tempDir('automr-ms-faults-');
   gateway = await startGateway(
     defaultConfig({
@@ -157,7 +128,7 @@ void test('SIGKILL: statuses name no address; after a restart the encoder catche
 
   // Let the encoder's backoff grow (retries every 0.1, 0.2, 0.4, ... s) before the model server returns.
   await new Promise((r) => setTimeout(r, 3_000));
-  modelServer = await spawnModelServer();
+  modelServer = await spawnModelServer(port);
   const back = Date.now();
   const getMemory = async () => ({ entries: await c.getMemory('kill') });
   let encodedMs = -1;

@@ -1,7 +1,8 @@
 /**
  * ModelServer port over the Triton client: llm_lower for encodings, automr_recommend for Recommends. Concurrent
  * Recommends are coalesced into one batched automr_recommend ModelInfer (rows padded to the batch's longest prompt
- * and memory, padding masked) and each caller gets its own row back, with its own cancellation.
+ * and memory, padding masked) and each caller gets its own row back, with its own cancellation. The circuit breaker
+ * sits below the coalescing, around each ModelInfer: a batch that fails is one failure, not one per caller.
  */
 import { SpanKind } from '@opentelemetry/api';
 import { Coalescer } from '../../shared/coalescer.js';
@@ -12,6 +13,7 @@ import { TritonClient, type TritonClientOptions } from '../../triton/client.js';
 import type { Tensor } from '../../triton/tensor.js';
 import type { Bundle } from '../bundle.js';
 import type { ModelServer, RecommendOutput } from '../domain/ports.js';
+import type { ModelServerBreaker } from './model-server-breaker.js';
 
 export interface TritonModelServerOptions {
   address: string;
@@ -24,6 +26,8 @@ export interface TritonModelServerOptions {
   transport?: Pick<TritonClientOptions, 'credentials' | 'headers'>;
   /** Coalescing of concurrent Recommends: rows per ModelInfer (≤ the ensemble's max_batch_size) and wait (ms). */
   recommendBatch?: { maxBatch: number; delayMs: number };
+  /** Circuit breaker applied to every ModelInfer (one outcome per call, however many callers it serves). */
+  breaker?: ModelServerBreaker;
 }
 
 interface RecommendCall {
@@ -38,6 +42,7 @@ export class TritonModelServer implements ModelServer {
   private readonly bundle: Bundle;
   private readonly deadlineMs: number;
   private readonly onError: ((model: string) => void) | undefined;
+  private readonly breaker: ModelServerBreaker | undefined;
   /** Concurrent Recommends, coalesced into batched automr_recommend calls. */
   readonly recommendBatches: Coalescer<RecommendCall, RecommendOutput>;
 
@@ -46,10 +51,11 @@ export class TritonModelServer implements ModelServer {
     this.recommendBatches = new Coalescer({
       maxBatch: options.recommendBatch?.maxBatch ?? 64,
       delayMs: options.recommendBatch?.delayMs ?? 0,
-      run: (calls, signal) => this.recommendRows(calls, signal),
+      run: (calls, signal) => this.guarded((s) => this.recommendRows(calls, s), signal),
     });
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.onError = options.onError;
+    this.breaker = options.breaker;
     this.client = new TritonClient({
       address: options.address,
       defaultDeadlineMs: this.deadlineMs,
@@ -58,7 +64,14 @@ export class TritonModelServer implements ModelServer {
     });
   }
 
+  /** Probes the model server (never through the breaker); the answer opens or releases the breaker. */
   async ready(signal?: AbortSignal): Promise<boolean> {
+    const ready = await this.probe(signal);
+    this.breaker?.probed(ready);
+    return ready;
+  }
+
+  private async probe(signal?: AbortSignal): Promise<boolean> {
     const { models } = this.bundle.manifest;
     // Short: health must turn NOT_SERVING within a second of a hung model server.
     const o = { signal, deadlineMs: 400 };
@@ -75,6 +88,11 @@ export class TritonModelServer implements ModelServer {
 
   async encode(prompts: number[][], signal?: AbortSignal): Promise<Float32Array[]> {
     if (prompts.length === 0) return [];
+    return this.guarded((s) => this.encodeRows(prompts, s), signal);
+  }
+
+  /** One llm_lower call for a batch of prompts (the encoder coalesces them). */
+  private async encodeRows(prompts: number[][], signal?: AbortSignal): Promise<Float32Array[]> {
     const model = this.bundle.manifest.models.lower;
     const [ids, mask] = this.padBatch(prompts);
     const result = await this.infer(model, [ids, mask], ['query'], signal);
@@ -109,7 +127,7 @@ export class TritonModelServer implements ModelServer {
   }
 
   /** One automr_recommend call for a batch of Recommends; memory rows padded to the longest (mask 0). */
-  private async recommendRows(calls: RecommendCall[], signal: AbortSignal): Promise<RecommendOutput[]> {
+  private async recommendRows(calls: RecommendCall[], signal?: AbortSignal): Promise<RecommendOutput[]> {
     const model = this.bundle.manifest.models.ensemble;
     const d = this.bundle.dModel;
     const rows = calls.length;
@@ -151,7 +169,13 @@ export class TritonModelServer implements ModelServer {
   }
 
   close(): void {
+    this.breaker?.close();
     this.client.close();
+  }
+
+  /** One model-server call through the breaker (when there is one). */
+  private guarded<T>(fn: (signal?: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.breaker === undefined ? fn(signal) : this.breaker.call(fn, signal);
   }
 
   private async infer(model: string, inputs: Tensor[], outputs: string[], signal?: AbortSignal) {

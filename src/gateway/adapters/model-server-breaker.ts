@@ -1,9 +1,11 @@
 /**
- * The ModelServer port behind a circuit breaker (cockatiel). Consecutive outages (unreachable, timed out) open it;
- * while open every call fails in microseconds with UNAVAILABLE and a retry hint instead of waiting out its
- * deadline; after `resetMs` one trial call decides. The health probe drives it too: a failed probe opens it at
- * once and aborts the calls hanging on the unreachable server; a passing probe ends that. Errors leave as
- * AppErrors without the server's address (the cause, with it, is kept for logs).
+ * The circuit breaker (cockatiel) in front of the model server, applied by the adapter to each model-server call
+ * it makes: one batched ModelInfer (the coalesced automr_recommend of many Recommends, or one llm_lower batch)
+ * is one outcome, however many callers share it. Consecutive outages (unreachable, timed out) open it; while open
+ * every call fails in microseconds with UNAVAILABLE and a retry hint instead of waiting out its deadline; after
+ * `resetMs` one trial call decides. The health probe drives it too: a failed probe opens it at once and aborts the
+ * calls hanging on the unreachable server; a passing probe ends that. Errors leave as AppErrors without the
+ * server's address (the cause, with it, is kept for logs).
  */
 import {
   BrokenCircuitError,
@@ -15,7 +17,6 @@ import {
 } from 'cockatiel';
 import { AppError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
-import type { ModelServer, RecommendOutput } from '../domain/ports.js';
 
 export interface GuardOptions {
   /** Consecutive outage failures that open the breaker. */
@@ -35,16 +36,13 @@ class CallerAborted extends Error {
 const isOutage = (error: unknown): boolean =>
   error instanceof AppError && (error.code === 'UNAVAILABLE' || error.code === 'DEADLINE_EXCEEDED');
 
-export class GuardedModelServer implements ModelServer {
+export class ModelServerBreaker {
   private readonly breaker: CircuitBreakerPolicy;
   /** Set while the last health probe failed: the breaker is held open and hanging calls were aborted. */
   private isolation: { dispose(): void } | undefined;
   private outage = new AbortController();
 
-  constructor(
-    private readonly inner: ModelServer,
-    private readonly options: GuardOptions,
-  ) {
+  constructor(private readonly options: GuardOptions) {
     this.breaker = circuitBreaker(
       handleWhen((error) => !(error instanceof CallerAborted) && isOutage(error)),
       { halfOpenAfter: options.resetMs, breaker: new ConsecutiveBreaker(options.failures) },
@@ -53,9 +51,8 @@ export class GuardedModelServer implements ModelServer {
     this.breaker.onReset(() => options.logger?.info('model-server circuit breaker closed'));
   }
 
-  /** Probes the model server (never through the breaker) and opens or releases the breaker by the answer. */
-  async ready(signal?: AbortSignal): Promise<boolean> {
-    const ready = await this.inner.ready(signal);
+  /** A health probe's answer (probes never go through the breaker): opens or releases the breaker. */
+  probed(ready: boolean): void {
     if (!ready && this.isolation === undefined) {
       this.isolation = this.breaker.isolate();
       this.outage.abort(new AppError('UNAVAILABLE', 'model server unavailable', { retryable: true }));
@@ -64,31 +61,18 @@ export class GuardedModelServer implements ModelServer {
       this.isolation.dispose();
       this.isolation = undefined;
     }
-    return ready;
-  }
-
-  encode(prompts: number[][], signal?: AbortSignal): Promise<Float32Array[]> {
-    return this.guard((s) => this.inner.encode(prompts, s), signal);
-  }
-
-  recommend(
-    prompt: number[],
-    memory: Float32Array[],
-    excludeMask: Uint8Array,
-    signal?: AbortSignal,
-  ): Promise<RecommendOutput> {
-    return this.guard((s) => this.inner.recommend(prompt, memory, excludeMask, s), signal);
   }
 
   close(): void {
     this.isolation?.dispose();
-    this.inner.close();
+    this.isolation = undefined;
   }
 
-  private async guard<T>(
-    fn: (signal: AbortSignal) => Promise<T>,
-    signal: AbortSignal | undefined,
-  ): Promise<T> {
+  /**
+   * Runs one model-server call (one RPC, whatever number of callers it serves) as one breaker outcome. `signal`
+   * is the call's own: when it fired (every caller of a batch left), the failure does not count.
+   */
+  async call<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
     const outage = this.outage.signal;
     const combined = signal === undefined ? outage : AbortSignal.any([signal, outage]);
     try {
