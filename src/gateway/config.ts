@@ -100,6 +100,13 @@ const OPTIONS = {
     default: String(7 * 24 * 3600),
     schema: int(1, 365 * 24 * 3600),
   },
+  idempotencyMaxPerUser: {
+    flag: 'idempotency-max-per-user',
+    env: 'AUTOMR_IDEMPOTENCY_MAX_PER_USER',
+    help: 'event_ids LMDB remembers per user (of the newest appends, never fewer than the history holds); keep it >= AUTOMR_CONSUMED_MAX',
+    default: '10000',
+    schema: int(1, 10_000_000),
+  },
   encodeBatch: {
     flag: 'encode-batch',
     env: 'AUTOMR_ENCODE_BATCH',

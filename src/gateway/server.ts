@@ -52,7 +52,10 @@ export interface RunningGateway {
 
 export function createMemoryStore(config: GatewayConfig, logger: Logger): MemoryStore {
   if (config.memoryStore === 'lmdb')
-    return new LmdbMemoryStore(config.dataDir, { consumedMax: config.consumedMax });
+    return new LmdbMemoryStore(config.dataDir, {
+      consumedMax: config.consumedMax,
+      idempotencyMax: config.idempotencyMaxPerUser,
+    });
   return new RedisMemoryStore({
     url: config.memoryStore,
     prefix: config.redisPrefix,

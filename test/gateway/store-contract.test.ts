@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { open, type Key } from 'lmdb';
 import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
 import { RedisMemoryStore } from '../../src/gateway/adapters/redis-store.js';
 import type { MemoryStore, NewEvent, StoredEntry } from '../../src/gateway/domain/ports.js';
@@ -337,6 +338,47 @@ void test('lmdb read cache: an unchanged history read twice is handed out again;
     await uncached.close();
   } finally {
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('lmdb idempotency index: ids of the newest appends kept (bounded), a resend within the bound is a duplicate, one beyond it accepted', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'automr-lmdb-idem-'));
+  const u = 'idem-1';
+  // Counts the user's index keys in the closed store's file (the store does not expose them).
+  const indexKeys = async (): Promise<number[]> => {
+    const db = open<unknown, Key>({ path: path.join(dir, 'memory.mdb'), readOnly: true });
+    try {
+      return ['i', 'q'].map((p) => db.getKeysCount({ start: [p, u], end: [p, `${u}\u001f`] }));
+    } finally {
+      await db.close();
+    }
+  };
+  try {
+    let store = new LmdbMemoryStore(dir, { idempotencyMax: 20 });
+    for (let n = 1; n <= 60; n++) assert.equal((await store.append(ev(u, n), 5)).status, 'accepted');
+    await store.close();
+    assert.deepEqual(await indexKeys(), [20, 20], 'the ids of the newest 20 of 60 appends');
+    store = new LmdbMemoryStore(dir, { idempotencyMax: 20 });
+    const history = (await store.read(u)).map((e) => e.eventId);
+    assert.deepEqual(history, ['e56', 'e57', 'e58', 'e59', 'e60']);
+    // e41 left the history long ago but is among the newest 20 appends.
+    assert.equal((await store.append(ev(u, 41), 5)).status, 'duplicate');
+    // e40 is beyond the bound: accepted again, older than the whole history, so trimmed at once.
+    assert.deepEqual(await store.append(ev(u, 40), 5), { status: 'accepted', seq: 62, dropped: true });
+    assert.deepEqual(
+      (await store.read(u)).map((e) => e.eventId),
+      history,
+      'the history does not change',
+    );
+    await store.close();
+    const [ids, order] = await indexKeys();
+    assert.ok(ids! <= 20 && ids === order, `index bounded: ${ids} ids, ${order} order keys`);
+    store = new LmdbMemoryStore(dir, { idempotencyMax: 20 });
+    assert.equal(await store.forget(u), 5);
+    await store.close();
+    assert.deepEqual(await indexKeys(), [0, 0], 'ForgetUser removes the index');
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

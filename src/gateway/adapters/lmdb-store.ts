@@ -4,12 +4,15 @@
  * to disk, so an acked event survives kill -9 of the process and a power cut.
  *
  * Layout (ordered-binary array keys): ['e', user, timestampMs, seq] → entry, ['i', user, eventId] → seq
- * (idempotency), ['c', user] → last seq; the consumed set: ['s', user, itemId] → [timestampMs, seq] of the item's
+ * (idempotency) and ['q', user, seq] → eventId (its arrival order), ['c', user] → last seq; the consumed set: ['s', user, itemId] → [timestampMs, seq] of the item's
  * newest event, and ['o', user, timestampMs, seq] → itemId, its recency order (the oldest are evicted beyond
  * `consumedMax`). The consumed item is written in the same transaction as the event. One gateway process owns a data directory (lmdb's lock allows more
  * readers, but the sequence numbers are handed out in-process), and the
  * idempotency key guards the write itself (`ifNoExists`), so a duplicate can never be stored twice. Entries above the
  * history cap are trimmed right after the commit (so the cap may be exceeded by in-flight appends for a moment).
+ * The idempotency index is bounded per user: each append's transaction drops the keys of appends more than
+ * `idempotencyMax` sequence numbers older (a resend caught here also takes a number), never fewer than the history
+ * plus window context, so a stored event is always a duplicate; a resend from beyond the bound is accepted again.
  *
  * Read cache: `read` keeps the decoded entries (vectors included) of the most recently read users, shared between
  * callers (read-only), so repeated Recommends of an unchanged user skip the decode. A history is cached on its second
@@ -95,9 +98,13 @@ export interface LmdbStoreOptions {
   cachedUsers?: number;
   /** Consumed items kept per user (the newest by event time); default 10,000. */
   consumedMax?: number;
+  /** Event ids kept per user for idempotency (of the newest appends); default 10,000. */
+  idempotencyMax?: number;
 }
 
 export const DEFAULT_CONSUMED_MAX = 10_000;
+/** As many as the consumed set holds items: a resend of any event it still covers stays a duplicate. */
+export const DEFAULT_IDEMPOTENCY_MAX = 10_000;
 
 export class LmdbMemoryStore implements MemoryStore {
   readonly kind = 'lmdb';
@@ -124,10 +131,12 @@ export class LmdbMemoryStore implements MemoryStore {
   private readonly tails = new Map<string, Tail>();
   private closed = false;
   private readonly consumedMax: number;
+  private readonly idempotencyMax: number;
 
   constructor(dataDir: string, options: LmdbStoreOptions = {}) {
     this.cachedUsers = options.cachedUsers ?? DEFAULT_CACHED_USERS;
     this.consumedMax = options.consumedMax ?? DEFAULT_CONSUMED_MAX;
+    this.idempotencyMax = options.idempotencyMax ?? DEFAULT_IDEMPOTENCY_MAX;
     const dir = path.resolve(dataDir);
     mkdirSync(dir, { recursive: true });
     // Sync stays on (the default): a resolved write plus `flushed` means durable.
@@ -171,6 +180,8 @@ export class LmdbMemoryStore implements MemoryStore {
           tok: event.token,
         });
         this.putConsumed(u, event.itemId, event.timestampMs, seq);
+        void this.db.put(['q', u, seq], eventId);
+        this.evictIdempotency(u, seq - Math.max(this.idempotencyMax, maxHistory + context));
       }),
     );
     if (pending === undefined) this.pending.set(u, (pending = new Map<string, Promise<boolean>>()));
@@ -237,6 +248,20 @@ export class LmdbMemoryStore implements MemoryStore {
     if (old !== undefined) void this.db.remove(['o', u, old[0], old[1]]);
     void this.db.put(key, [ts, seq]);
     void this.db.put(['o', u, ts, seq], itemId);
+  }
+
+  /**
+   * Queues (inside the append's conditional write) the removal of the idempotency keys of appends up to sequence
+   * number `upTo`: normally the one that just left the bound, plus any an in-flight append left behind.
+   */
+  private evictIdempotency(u: string, upTo: number): void {
+    if (upTo < 1) return;
+    for (const { key, value } of this.db.getRange({ start: ['q', u], end: ['q', u, upTo + 1] })) {
+      const idemKey: Key = ['i', u, value as string];
+      // A resend accepted after eviction owns the key again under its new seq.
+      if (this.db.get(idemKey) === (key as [string, string, number])[2]) void this.db.remove(idemKey);
+      void this.db.remove(key);
+    }
   }
 
   /** Drops the user's oldest consumed items beyond `consumedMax` (and stale order keys on the way). */
@@ -443,7 +468,7 @@ export class LmdbMemoryStore implements MemoryStore {
     this.tails.delete(userId);
     let removed = 0;
     const writes: Promise<boolean>[] = [];
-    for (const prefix of ['e', 'i', 's', 'o'] as const) {
+    for (const prefix of ['e', 'i', 'q', 's', 'o'] as const) {
       for (const key of this.db.getKeys({ start: [prefix, userId] })) {
         const k = key as unknown[];
         if (k[0] !== prefix || k[1] !== userId) break;
