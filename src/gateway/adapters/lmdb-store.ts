@@ -536,6 +536,8 @@ export class LmdbMemoryStore implements MemoryStore {
             tok: event.token,
           });
           this.putConsumed(u, event.itemId, event.timestampMs, seq);
+          void this.db.put(['q', u, seq], eventId);
+          this.evictIdempotency(u, seq - Math.max(this.idempotencyMax, keep));
           out.push('accepted');
         }
         for (const u of users) {
