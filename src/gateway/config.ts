@@ -5,18 +5,29 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { AppError } from '../shared/errors.js';
+import { isClusterUrl, isRedisUrl, parseClusterUrl } from './adapters/redis-url.js';
 
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:50051')
   .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535');
 
-const memoryStoreUrl = z
-  .string()
-  .refine(
-    (v) => v === 'lmdb' || /^rediss?:\/\/.+/.test(v) || /^redis-cluster:\/\/[^,]+:\d+(,[^,]+:\d+)*$/.test(v),
-    'expected "lmdb", redis://host:port[/db] or redis-cluster://h1:p1,h2:p2',
-  );
+const memoryStoreUrl = z.string().superRefine((v, ctx) => {
+  if (v === 'lmdb' || (isRedisUrl(v) && !isClusterUrl(v))) return;
+  if (!isClusterUrl(v)) {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'expected "lmdb", redis://[user:pass@]host:port[/db] or redis-cluster://[user:pass@]h1:p1,h2:p2 (rediss:// and rediss-cluster:// for TLS)',
+    });
+    return;
+  }
+  try {
+    parseClusterUrl(v);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+  }
+});
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
@@ -47,7 +58,7 @@ const OPTIONS = {
   memoryStore: {
     flag: 'memory-store',
     env: 'AUTOMR_MEMORY_STORE',
-    help: 'memory store: lmdb (embedded), redis://host:port or redis-cluster://h1:p1,h2:p2',
+    help: 'memory store: lmdb (embedded), redis[s]://[user:pass@]host:port[/db] or redis[s]-cluster://[user:pass@]h1:p1,h2:p2 (rediss = TLS)',
     default: 'lmdb',
     schema: memoryStoreUrl,
   },
@@ -389,6 +400,21 @@ const OPTIONS = {
     default: '127.0.0.1',
     schema: z.string().min(1),
   },
+  // — scale-out (issue 12) —
+  vectorGraceS: {
+    flag: 'vector-grace-s',
+    env: 'AUTOMR_VECTOR_GRACE_S',
+    help: "Redis: how long a model version's encodings are kept after no gateway writes them (rollback window)",
+    default: String(24 * 3600),
+    schema: int(0, 365 * 24 * 3600),
+  },
+  reencodeRate: {
+    flag: 'reencode-rate',
+    env: 'AUTOMR_REENCODE_RATE',
+    help: 'background re-encoding passes per second for users found with encodings of another version (0 = only when read)',
+    default: '20',
+    schema: int(0, 100_000),
+  },
   // — event streams (issue 13) —
   events: {
     flag: 'events',
@@ -651,12 +677,17 @@ export function loadConfig(argv: string[] = [], env: NodeJS.ProcessEnv = process
     if (!result.success) {
       throw new AppError(
         'INVALID_ARGUMENT',
-        `invalid ${spec.env} / --${spec.flag} = ${JSON.stringify(raw)} (from ${source}): ${result.error.issues[0]?.message ?? 'bad value'}`,
+        `invalid ${spec.env} / --${spec.flag} = ${JSON.stringify(redactCredentials(raw))} (from ${source}): ${result.error.issues[0]?.message ?? 'bad value'}`,
       );
     }
     config[key] = result.data;
   }
   return { help: false, config: config as GatewayConfig };
+}
+
+/** A URL's `user:password@` part masked, so an error about a bad value never prints a credential. */
+function redactCredentials(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/,]*@/i, '$1***@');
 }
 
 /** A config with defaults, for tests and embedders. */

@@ -51,6 +51,8 @@ export function createIngest(
     batchDelayMs: config.batchDelayMs,
     logger,
     metrics,
+    // No re-encoding scan at start-up (its cost would grow with the users): the encoder re-encodes lazily.
+    reencodeRate: config.reencodeRate,
   });
   const ingest = new IngestService({
     store,

@@ -5,7 +5,7 @@
 import { Server } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import { AppError, toAppError } from '../shared/errors.js';
+import { AppError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { createGatewayMetrics } from '../shared/metrics.js';
 import { LmdbMemoryStore } from './adapters/lmdb-store.js';
@@ -50,7 +50,8 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export function createMemoryStore(config: GatewayConfig, logger: Logger): MemoryStore {
+/** The configured store; Redis reads and writes the encodings of `modelVersion` (the bundle's). */
+export function createMemoryStore(config: GatewayConfig, logger: Logger, modelVersion: string): MemoryStore {
   if (config.memoryStore === 'lmdb')
     return new LmdbMemoryStore(config.dataDir, {
       consumedMax: config.consumedMax,
@@ -61,6 +62,8 @@ export function createMemoryStore(config: GatewayConfig, logger: Logger): Memory
     prefix: config.redisPrefix,
     idempotencyTtlMs: config.idempotencyTtlS * 1000,
     consumedMax: config.consumedMax,
+    modelVersion,
+    vectorGraceMs: config.vectorGraceS * 1000,
     logger,
     connection: {
       tlsCa: config.redisTlsCa,
@@ -98,7 +101,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
         logger,
       }),
     });
-  const store = deps.store ?? createMemoryStore(config, logger);
+  const store = deps.store ?? createMemoryStore(config, logger, bundle.modelVersion);
 
   const { model, limits, encoder, ingest } = createIngest(config, {
     store,
@@ -106,6 +109,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     bundle,
     logger,
     metrics,
+    reencodeRate: config.reencodeRate,
   });
   // What a request that leaves memory_k / exclude_consumed unset gets: the deployment setting, `auto` = the bundle's.
   const defaultMemoryK = Math.min(
@@ -226,13 +230,6 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   await checkHealth();
   const healthTimer = setInterval(() => void checkHealth(), deps.healthIntervalMs ?? 200);
   healthTimer.unref();
-
-  // Elements of another model version (or stale windows) are re-encoded from raw history in the background.
-  void encoder.reencodeAll().then(
-    (users) =>
-      logger.info({ users, modelVersion: bundle.modelVersion }, 'background re-encode pass finished'),
-    (error: unknown) => logger.warn({ err: toAppError(error).message }, 'background re-encode pass failed'),
-  );
 
   logger.info(
     {

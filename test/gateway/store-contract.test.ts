@@ -1,4 +1,7 @@
-/** One contract, two stores: the embedded LMDB store (temp dir) and Redis at 127.0.0.1:6379 (unique prefix). */
+/**
+ * One contract, three stores: the embedded LMDB store (temp dir), Redis at 127.0.0.1:6379 (unique prefix) and a
+ * real 3-master Redis Cluster this test starts itself (with a password, so the URL's credentials are exercised).
+ */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +12,7 @@ import { open, type Key } from 'lmdb';
 import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
 import { RedisMemoryStore } from '../../src/gateway/adapters/redis-store.js';
 import type { MemoryStore, NewEvent, StoredEntry } from '../../src/gateway/domain/ports.js';
+import { startRedisCluster } from '../support/redis-cluster.js';
 
 const REDIS_URL = process.env.AUTOMR_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -411,5 +415,13 @@ void contract('redis', async () => {
       } while (cursor !== '0');
       await probe.quit();
     },
+  };
+});
+
+void contract('redis cluster (3 masters)', async () => {
+  const cluster = await startRedisCluster({ password: 'contract p@ss' });
+  return {
+    store: new RedisMemoryStore({ url: cluster.url, prefix: 'automr-contract', idempotencyTtlMs: 60_000 }),
+    cleanup: () => cluster.stop(),
   };
 });

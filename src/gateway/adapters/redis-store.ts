@@ -1,13 +1,19 @@
 /**
  * MemoryStore on Redis (or Redis Cluster) for deployments of several gateways. Every key of a user carries the
- * hash tag `{u:<user>}`, so Redis Cluster keeps a user on one shard and one Lua script can append atomically:
- * idempotency check, arrival sequence, insertion in (timestamp, arrival) order and trimming happen in a single
- * step, so concurrent streams for one user lose nothing. Idempotency keys expire after a TTL.
+ * hash tag `{u:<user>}`, so Redis Cluster keeps a user on one shard (resharding moves a user's keys together) and
+ * one Lua script appends atomically: idempotency check, arrival sequence, insertion in (timestamp, arrival) order
+ * and trimming happen in a single step, so concurrent streams for one user lose nothing. Idempotency keys expire
+ * after a TTL. No key outside a user's slot is written on the hot path: there is no global user index (the
+ * `reencode` command finds users by SCAN over every master).
  *
  * Per user: `seq` (counter), `z` (sorted set: score = timestamp, member = zero-padded seq, so ties keep arrival
- * order), `e` (hash seq → event JSON), `v` (hash seq → encoding), `i` (sorted set eventId → expiry time), `c` (the
- * consumed set: sorted set itemId → newest event time, the oldest evicted beyond `consumedMax`, updated by the
- * append script itself, so it is exactly as durable as the event).
+ * order), `e` (hash seq → event JSON), `i` (sorted set eventId → expiry time), `c` (the consumed set: sorted set
+ * itemId → newest event time, the oldest evicted beyond `consumedMax`, updated by the append script itself, so it
+ * is exactly as durable as the event), and encodings per model version: `v:<version>` (hash seq → encoding) with
+ * `vv` (hash version → last write, ms). Gateways of two bundle versions (a rolling update) each read and write
+ * their own `v:<version>`, so neither overwrites the other's vectors; a version no gateway has written for the
+ * user within the grace period is dropped at the next write of another. Those keys are named inside the scripts
+ * from the user's key base: they share its hash tag, so its slot.
  * Durability of an acked event is whatever the Redis server's persistence (AOF/replication) guarantees.
  */
 import { once } from 'node:events';
@@ -19,10 +25,11 @@ import {
   redisConnectionOptions,
   type RedisConnectionSettings,
 } from './redis-connection.js';
+import { isClusterUrl, parseClusterUrl } from './redis-url.js';
 import type { AppendResult, MemoryStore, NewEvent, StoredEntry, VectorUpdate } from '../domain/ports.js';
 
 const APPEND_LUA = `
-local seqKey, zKey, eKey, vKey, iKey, cKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local seqKey, zKey, eKey, vvKey, iKey, cKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local eventId, payload, ts = ARGV[1], ARGV[2], ARGV[3]
 local now, ttl, maxHistory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', iKey, '-inf', now)
@@ -39,7 +46,9 @@ if n > keep then
   local old = redis.call('ZRANGE', zKey, 0, n - keep - 1)
   redis.call('ZREMRANGEBYRANK', zKey, 0, n - keep - 1)
   redis.call('HDEL', eKey, unpack(old))
-  redis.call('HDEL', vKey, unpack(old))
+  for _, version in ipairs(redis.call('HKEYS', vvKey)) do
+    redis.call('HDEL', ARGV[10] .. ':v:' .. version, unpack(old))
+  end
 end
 -- GT: an event older than the item's newest known one does not move it; new items are added.
 redis.call('ZADD', cKey, 'GT', ts, ARGV[8])
@@ -51,18 +60,33 @@ if n > maxHistory then
   local rank = redis.call('ZREVRANK', zKey, member)
   if not rank or rank >= maxHistory then dropped = 1 end
 end
--- The user index (drives background re-encoding) is outside the user's slot: only on a single Redis node.
-if KEYS[7] then redis.call('SADD', KEYS[7], ARGV[10]) end
 return {1, seq, dropped}
 `;
 
-// Only entries still present get an encoding, so a racing trim or ForgetUser is never undone.
+// Only entries still present get an encoding, so a racing trim or ForgetUser is never undone. Versions not
+// written within the grace period (ARGV[2] ms) are dropped.
 const PUT_VECTORS_LUA = `
-local eKey, vKey = KEYS[1], KEYS[2]
-for i = 1, #ARGV, 2 do
-  if redis.call('HEXISTS', eKey, ARGV[i]) == 1 then redis.call('HSET', vKey, ARGV[i], ARGV[i + 1]) end
+local eKey, vvKey, vKey = KEYS[1], KEYS[2], KEYS[3]
+local now, grace, base, version = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local written = false
+for i = 5, #ARGV, 2 do
+  if redis.call('HEXISTS', eKey, ARGV[i]) == 1 then
+    redis.call('HSET', vKey, ARGV[i], ARGV[i + 1])
+    written = true
+  end
 end
-return 0
+if not written then return 0 end
+redis.call('HSET', vvKey, version, now)
+local versions = redis.call('HGETALL', vvKey)
+local dropped = 0
+for i = 1, #versions, 2 do
+  if versions[i] ~= version and now - tonumber(versions[i + 1]) > grace then
+    redis.call('DEL', base .. ':v:' .. versions[i])
+    redis.call('HDEL', vvKey, versions[i])
+    dropped = dropped + 1
+  end
+end
+return dropped
 `;
 
 // The entries scored at or after ARGV[1] plus ARGV[2] before them, with their payloads and encodings.
@@ -79,6 +103,7 @@ return {z, redis.call('HMGET', eKey, unpack(members)), redis.call('HMGET', vKey,
 
 const FORGET_LUA = `
 local n = redis.call('ZCARD', KEYS[2])
+for _, version in ipairs(redis.call('HKEYS', KEYS[4])) do redis.call('DEL', ARGV[1] .. ':v:' .. version) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return n
 `;
@@ -89,19 +114,22 @@ const READY_TIMEOUT_MS = 400;
 
 interface ScriptClient {
   automrAppend(...args: (string | number)[]): Promise<[number, number, number]>;
-  automrAppendIndexed(...args: (string | number)[]): Promise<[number, number, number]>;
   automrPutVectors(...args: (string | Buffer)[]): Promise<number>;
   automrForget(...args: string[]): Promise<number>;
   automrReadTailBuffer(...args: string[]): Promise<[Buffer[], (Buffer | null)[], (Buffer | null)[]]>;
 }
 
 export interface RedisStoreOptions {
-  /** redis://host:port[/db] or redis-cluster://h1:p1,h2:p2 */
+  /** A URL as `redis-url.ts` describes: redis[s]://[user:pass@]host:port[/db] or redis[s]-cluster://[user:pass@]h1:p1,... */
   url: string;
   prefix?: string;
   idempotencyTtlMs?: number;
   /** Consumed items kept per user (the newest by event time); default 10,000. */
   consumedMax?: number;
+  /** The model version whose encodings this store reads and writes (the gateway's bundle version). */
+  modelVersion?: string;
+  /** How long encodings of a version no gateway writes any more are kept (ms; default 1 day). */
+  vectorGraceMs?: number;
   logger?: Logger;
   /** TLS, credentials and command timeout (see redis-connection.ts). */
   connection?: RedisConnectionSettings;
@@ -113,29 +141,32 @@ export class RedisMemoryStore implements MemoryStore {
   private readonly prefix: string;
   private readonly ttlMs: number;
   private readonly consumedMax: number;
-  /** On Redis Cluster the user index (another slot) is added in a second step; on one node, in the script. */
-  private readonly cluster: boolean;
+  private readonly modelVersion: string;
+  private readonly vectorGraceMs: number;
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix ?? 'automr';
     this.ttlMs = options.idempotencyTtlMs ?? 7 * 24 * 3600 * 1000;
     this.consumedMax = options.consumedMax ?? 10_000;
+    this.modelVersion = options.modelVersion ?? 'default';
+    this.vectorGraceMs = options.vectorGraceMs ?? 24 * 3600 * 1000;
     const common = redisConnectionOptions(options.url, options.connection);
     let client: Client;
-    if (options.url.startsWith('redis-cluster://')) {
-      const nodes = options.url
-        .slice('redis-cluster://'.length)
-        .split(',')
-        .map((hp) => {
-          const i = hp.lastIndexOf(':');
-          return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
-        });
-      client = new Cluster(nodes, {
-        redisOptions: common,
+    if (isClusterUrl(options.url)) {
+      // Credentials in the URL win over the separate settings; rediss-cluster:// turns TLS on like a CA file does.
+      const url = parseClusterUrl(options.url);
+      const tls = common.tls ?? (url.tls ? {} : undefined);
+      client = new Cluster(url.nodes, {
+        redisOptions: {
+          ...common,
+          ...(url.username !== undefined ? { username: url.username } : {}),
+          ...(url.password !== undefined ? { password: url.password } : {}),
+          ...(tls !== undefined ? { tls } : {}),
+        },
         enableOfflineQueue: false,
         clusterRetryStrategy,
         // With TLS the node's host name must reach the TLS handshake (certificate check), not a resolved IP.
-        ...(common.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+        ...(tls !== undefined ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
       });
     } else {
       client = new Redis(options.url, common);
@@ -144,9 +175,7 @@ export class RedisMemoryStore implements MemoryStore {
       options.logger?.warn({ err: error.message }, 'redis connection error'),
     );
     client.defineCommand('automrAppend', { numberOfKeys: 6, lua: APPEND_LUA });
-    client.defineCommand('automrAppendIndexed', { numberOfKeys: 7, lua: APPEND_LUA });
-    this.cluster = client instanceof Cluster;
-    client.defineCommand('automrPutVectors', { numberOfKeys: 2, lua: PUT_VECTORS_LUA });
+    client.defineCommand('automrPutVectors', { numberOfKeys: 3, lua: PUT_VECTORS_LUA });
     client.defineCommand('automrForget', { numberOfKeys: 6, lua: FORGET_LUA });
     client.defineCommand('automrReadTail', { numberOfKeys: 3, lua: READ_TAIL_LUA });
     this.client = client as Client & ScriptClient;
@@ -155,17 +184,15 @@ export class RedisMemoryStore implements MemoryStore {
   private keys(userId: string) {
     const base = `${this.prefix}:{u:${userId}}`;
     return {
+      base,
       seq: `${base}:seq`,
       z: `${base}:z`,
       e: `${base}:e`,
-      v: `${base}:v`,
       i: `${base}:i`,
       c: `${base}:c`,
+      vv: `${base}:vv`,
+      v: `${base}:v:${this.modelVersion}`,
     };
-  }
-
-  private get usersKey(): string {
-    return `${this.prefix}:users`;
   }
 
   async ready(): Promise<boolean> {
@@ -209,25 +236,12 @@ export class RedisMemoryStore implements MemoryStore {
       context,
       event.itemId,
       this.consumedMax,
+      k.base,
     ];
     const [accepted, seq, dropped] = await this.call(() =>
-      this.cluster
-        ? this.client.automrAppend(k.seq, k.z, k.e, k.v, k.i, k.c, ...args)
-        : this.client.automrAppendIndexed(
-            k.seq,
-            k.z,
-            k.e,
-            k.v,
-            k.i,
-            k.c,
-            this.usersKey,
-            ...args,
-            event.userId,
-          ),
+      this.client.automrAppend(k.seq, k.z, k.e, k.vv, k.i, k.c, ...args),
     );
     if (accepted === 0) return { status: 'duplicate' };
-    // On a cluster the user index lives outside the user's slot, so it is a second step.
-    if (this.cluster) await this.call(() => this.client.sadd(this.usersKey, event.userId));
     return { status: 'accepted', seq, dropped: dropped === 1 };
   }
 
@@ -293,9 +307,9 @@ export class RedisMemoryStore implements MemoryStore {
   async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {
     if (updates.length === 0) return;
     const k = this.keys(userId);
-    const args: (string | Buffer)[] = [];
+    const args: (string | Buffer)[] = [String(Date.now()), String(this.vectorGraceMs), k.base, this.modelVersion];
     for (const up of updates) args.push(String(up.seq).padStart(16, '0'), encodeVector(up.encKey, up.vector));
-    await this.call(() => this.client.automrPutVectors(k.e, k.v, ...args));
+    await this.call(() => this.client.automrPutVectors(k.e, k.vv, k.v, ...args));
   }
 
   async consumed(userId: string, signal?: AbortSignal): Promise<string[]> {
@@ -304,18 +318,27 @@ export class RedisMemoryStore implements MemoryStore {
 
   async forget(userId: string): Promise<number> {
     const k = this.keys(userId);
-    const removed = await this.call(() => this.client.automrForget(k.seq, k.z, k.e, k.v, k.i, k.c));
-    await this.call(() => this.client.srem(this.usersKey, userId));
-    return removed;
+    return this.call(() => this.client.automrForget(k.seq, k.z, k.e, k.vv, k.i, k.c, k.base));
   }
 
+  /**
+   * Every user with a history: SCAN over each master for the users' `z` keys (not a hot-path operation: the
+   * `reencode` command uses it). A user may be listed twice when the keyspace changes during the scan.
+   */
   async *users(): AsyncIterable<string> {
-    let cursor = '0';
-    do {
-      const [next, batch] = await this.call(() => this.client.sscan(this.usersKey, cursor, 'COUNT', 500));
-      cursor = next;
-      yield* batch;
-    } while (cursor !== '0');
+    const head = `${this.prefix}:{u:`;
+    const tail = '}:z';
+    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.call(() =>
+          node.scan(cursor, 'MATCH', `${head}*${tail}`, 'COUNT', 1000),
+        );
+        cursor = next;
+        for (const key of keys) yield key.slice(head.length, key.length - tail.length);
+      } while (cursor !== '0');
+    }
   }
 
   async close(): Promise<void> {

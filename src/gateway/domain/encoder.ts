@@ -6,6 +6,11 @@
  * before it can have a changed window. Other passes (bundle change, retries, Recommend waiting) read it all.
  * Failures are retried with capped exponential backoff: raw events are already durable, so nothing is lost
  * meanwhile.
+ *
+ * Re-encoding after a bundle change is lazy, never a scan at start-up: Recommend schedules a full pass for a user
+ * it finds unencoded elements for, and a pass after appends that sees encodings of another version just before
+ * the appended events queues a full pass for the user in the background, at most `reencodeRate` per second (the
+ * `reencode` command does everyone ahead of a cut-over).
  */
 import { setMaxListeners } from 'node:events';
 import { context, type Context, type Span } from '@opentelemetry/api';
@@ -15,7 +20,7 @@ import type { Logger } from '../../shared/logger.js';
 import { inSpan, tracingActive } from '../../shared/tracing.js';
 import type { GatewayMetrics } from '../../shared/metrics.js';
 import { staleElements, type MemoryModel } from './memory.js';
-import type { MemoryStore, ModelServer } from './ports.js';
+import type { MemoryStore, ModelServer, StoredEntry } from './ports.js';
 
 export interface EncoderOptions {
   store: MemoryStore;
@@ -28,7 +33,13 @@ export interface EncoderOptions {
   metrics?: GatewayMetrics;
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Background full passes per second for users found with encodings of another version (0 = none). */
+  reencodeRate?: number;
 }
+
+/** Most users waiting for a background full pass; beyond it they are re-encoded when read. */
+const MAX_LAZY_QUEUE = 100_000;
+const LAZY_TICK_MS = 100;
 
 export class Encoder {
   /** Prompts of concurrent callers (passes and Recommends), coalesced into batched llm_lower calls. */
@@ -45,6 +56,11 @@ export class Encoder {
   private readonly waiters = new Map<string, (() => void)[]>();
   private stopped = false;
   private readonly abort = new AbortController();
+
+  /** Users found with encodings of another version, waiting for a throttled background full pass. */
+  private readonly lazy = new Set<string>();
+  private lazyTimer: NodeJS.Timeout | undefined;
+  private lazyCredit = 0;
 
   constructor(private readonly o: EncoderOptions) {
     // Every in-flight model-server call listens on this one signal (and removes its listener when done).
@@ -111,6 +127,7 @@ export class Encoder {
               : await this.o.store.readTail(userId, since, model.window - 1);
           // A tail read starts with window context: the elements before `since` are unchanged and not checked.
           const first = since === undefined ? 0 : entries.findIndex((e) => e.timestampMs >= since);
+          if (since !== undefined && unencodedBefore(entries, first, model)) this.queueFullPass(userId);
           const jobs = first < 0 ? [] : staleElements(entries, model, first);
           span?.setAttribute('automr.encode.elements', jobs.length);
           if (jobs.length === 0) return;
@@ -152,19 +169,59 @@ export class Encoder {
     }
   }
 
-  /** Re-encodes every user's stale elements in the background (e.g. after a bundle version change). */
-  async reencodeAll(concurrency = 4): Promise<number> {
+  /** Queues a throttled background full pass of the user (`reencodeRate` per second). */
+  private queueFullPass(userId: string): void {
+    const rate = this.o.reencodeRate ?? 0;
+    if (rate <= 0 || this.stopped || this.lazy.size >= MAX_LAZY_QUEUE) return;
+    this.lazy.add(userId);
+    if (this.lazyTimer !== undefined) return;
+    this.lazyCredit = 0;
+    this.lazyTimer = setInterval(() => {
+      this.lazyCredit = Math.min(rate, this.lazyCredit + (rate * LAZY_TICK_MS) / 1000);
+      for (const user of this.lazy) {
+        if (this.lazyCredit < 1) break;
+        this.lazyCredit--;
+        this.lazy.delete(user);
+        this.schedule(user);
+      }
+      if (this.lazy.size === 0) {
+        clearInterval(this.lazyTimer);
+        this.lazyTimer = undefined;
+      }
+    }, LAZY_TICK_MS);
+    this.lazyTimer.unref();
+  }
+
+  /**
+   * Re-encodes every user's stale elements (the `reencode` command, ahead of a cut-over): `concurrency` users at a
+   * time, at most `ratePerS` users started per second (0 = unlimited); `onUser` is told of each one finished.
+   */
+  async reencodeAll(
+    options: { concurrency?: number; ratePerS?: number; onUser?: (users: number) => void } = {},
+  ): Promise<number> {
+    const concurrency = options.concurrency ?? 4;
+    const intervalMs = (options.ratePerS ?? 0) > 0 ? 1000 / (options.ratePerS as number) : 0;
     let users = 0;
+    let done = 0;
+    let nextStart = performance.now();
     const inFlight = new Set<Promise<void>>();
     for await (const userId of this.o.store.users()) {
       if (this.stopped) break;
+      if (intervalMs > 0) {
+        const wait = nextStart - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        nextStart = Math.max(nextStart, performance.now() - intervalMs) + intervalMs;
+      }
       users++;
       this.schedule(userId);
       const job = this.running.get(userId);
       if (job !== undefined) {
         inFlight.add(job);
-        void job.finally(() => inFlight.delete(job));
-      }
+        void job.finally(() => {
+          inFlight.delete(job);
+          options.onUser?.(++done);
+        });
+      } else options.onUser?.(++done);
       if (inFlight.size >= concurrency) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
@@ -217,6 +274,9 @@ export class Encoder {
 
   /** Lets running jobs finish within `timeoutMs`, then stops; pending work is redone from raw history on restart. */
   async stop(timeoutMs: number): Promise<void> {
+    clearInterval(this.lazyTimer);
+    this.lazyTimer = undefined;
+    this.lazy.clear();
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
     this.retryTimers.clear();
     let timer: NodeJS.Timeout | undefined;
@@ -230,4 +290,17 @@ export class Encoder {
     this.stopped = true;
     this.abort.abort();
   }
+}
+
+/**
+ * Whether an element of the history view before index `first` of a tail read lacks an encoding of this model
+ * version (a store keeps encodings per version, so another version's look missing): the user's history was
+ * encoded by another bundle (or a pass was lost), so it needs a full pass. The tail is a suffix of the raw
+ * entries, so an entry is in the view iff fewer than `maxHistory` entries follow it.
+ */
+function unencodedBefore(entries: readonly StoredEntry[], first: number, model: MemoryModel): boolean {
+  const own = `${model.modelVersion}|`;
+  for (let i = Math.max(0, entries.length - model.maxHistory); i < first; i++)
+    if (entries[i]?.encKey?.startsWith(own) !== true) return true;
+  return false;
 }

@@ -176,6 +176,9 @@ export class RecommendService {
       entries = await inSpan('memory.read', () => this.d.store.read(userId, signal));
       encoded = this.encodedFlags(entries);
       pending = countPending(entries, encoded, model);
+    } else if (pending > 0) {
+      // Lazy re-encoding on read: elements of another model version (or missed ones) are encoded in the background.
+      this.d.encoder.schedule(userId);
     }
     if (consumed !== undefined) {
       excludeItems(mask, catalog, consumed);
