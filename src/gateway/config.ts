@@ -415,6 +415,13 @@ const OPTIONS = {
     default: '20',
     schema: int(0, 100_000),
   },
+  reencodeConcurrency: {
+    flag: 'reencode-concurrency',
+    env: 'AUTOMR_REENCODE_CONCURRENCY',
+    help: 'users the reencode command encodes at once',
+    default: '8',
+    schema: int(1, 1024),
+  },
   // — event streams (issue 13) —
   events: {
     flag: 'events',

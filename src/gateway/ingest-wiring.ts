@@ -19,6 +19,17 @@ export interface IngestWiring {
   ingest: IngestService;
 }
 
+/** The memory parameters of a bundle under a config (also the `reencode` command's). */
+export function memoryModelOf(bundle: Bundle, config: GatewayConfig): MemoryModel {
+  return {
+    modelVersion: bundle.modelVersion,
+    window: bundle.window,
+    maxMemory: bundle.maxMemory,
+    bos: bundle.tokens.bos,
+    maxHistory: config.maxHistory,
+  };
+}
+
 export function createIngest(
   config: GatewayConfig,
   d: {
@@ -30,13 +41,7 @@ export function createIngest(
   },
 ): IngestWiring {
   const { store, modelServer, bundle, logger, metrics } = d;
-  const model: MemoryModel = {
-    modelVersion: bundle.modelVersion,
-    window: bundle.window,
-    maxMemory: bundle.maxMemory,
-    bos: bundle.tokens.bos,
-    maxHistory: config.maxHistory,
-  };
+  const model = memoryModelOf(bundle, config);
   const limits: Limits = {
     ...DEFAULT_LIMITS,
     maxFutureMs: config.maxFutureMs,

@@ -1,6 +1,6 @@
 /** Shared test helpers: a typed Recommender client and small stream utilities. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -210,4 +210,18 @@ export async function spawnModelServer(port: number): Promise<ChildProcess> {
     child.once('exit', (code) => reject(new Error(`model server exited with ${code}: ${out}`)));
   });
   return child;
+}
+
+/** A temp bundle folder: the committed bundle under another `model_version` (same models and retriever). */
+export function bundleWithVersion(modelVersion: string): string {
+  const dir = tempDir('automr-bundle-');
+  const manifest = JSON.parse(readFileSync(path.join(BUNDLE_DIR, 'manifest.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  manifest.model_version = modelVersion;
+  manifest.model_repository = MODELS_DIR;
+  manifest.retriever = { ...(manifest.retriever as object), file: path.join(BUNDLE_DIR, 'retriever.onnx') };
+  writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+  return dir;
 }

@@ -4,8 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { defaultConfig } from '../../src/gateway/config.js';
 import { startGateway } from '../../src/gateway/server.js';
@@ -15,7 +14,16 @@ import { TritonModelServer } from '../../src/gateway/adapters/triton-model-serve
 import { encKeyOf, windowTokens } from '../../src/gateway/domain/memory.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { AppError } from '../../src/shared/errors.js';
-import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, waitFor } from './helpers.js';
+import {
+  BUNDLE_DIR,
+  bundleWithVersion,
+  client,
+  ingest,
+  MODELS_DIR,
+  recommend,
+  tempDir,
+  waitFor,
+} from './helpers.js';
 
 let modelServer: RunningModelServer;
 let dataDir: string;
@@ -28,15 +36,7 @@ before(async () => {
     logger: silentLogger(),
   });
   dataDir = tempDir('automr-reenc-');
-  bundle2Dir = tempDir('automr-bundle2-');
-  const manifest = JSON.parse(readFileSync(path.join(BUNDLE_DIR, 'manifest.json'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  manifest.model_version = 'test-version-2';
-  manifest.model_repository = MODELS_DIR;
-  manifest.retriever = { ...(manifest.retriever as object), file: path.join(BUNDLE_DIR, 'retriever.onnx') };
-  writeFileSync(path.join(bundle2Dir, 'manifest.json'), JSON.stringify(manifest));
+  bundle2Dir = bundleWithVersion('test-version-2');
 });
 
 after(async () => {

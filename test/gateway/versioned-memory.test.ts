@@ -5,8 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { RedisMemoryStore } from '../../src/gateway/adapters/redis-store.js';
 import { TritonModelServer } from '../../src/gateway/adapters/triton-model-server.js';
@@ -17,7 +16,16 @@ import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import { BUNDLE_DIR, client, ingest, MODELS_DIR, recommend, tempDir, unary, waitFor } from './helpers.js';
+import {
+  BUNDLE_DIR,
+  bundleWithVersion,
+  client,
+  ingest,
+  MODELS_DIR,
+  recommend,
+  unary,
+  waitFor,
+} from './helpers.js';
 
 const REDIS_URL = process.env.AUTOMR_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `automr-vm-${process.pid}-${Date.now()}`;
@@ -32,15 +40,7 @@ before(async () => {
     address: '127.0.0.1:0',
     logger: silentLogger(),
   });
-  bundle2Dir = tempDir('automr-vm-bundle2-');
-  const manifest = JSON.parse(readFileSync(path.join(BUNDLE_DIR, 'manifest.json'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  manifest.model_version = 'rollout-v2';
-  manifest.model_repository = MODELS_DIR;
-  manifest.retriever = { ...(manifest.retriever as object), file: path.join(BUNDLE_DIR, 'retriever.onnx') };
-  writeFileSync(path.join(bundle2Dir, 'manifest.json'), JSON.stringify(manifest));
+  bundle2Dir = bundleWithVersion('rollout-v2');
 });
 
 after(async () => {

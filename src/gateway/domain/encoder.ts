@@ -194,17 +194,23 @@ export class Encoder {
 
   /**
    * Re-encodes every user's stale elements (the `reencode` command, ahead of a cut-over): `concurrency` users at a
-   * time, at most `ratePerS` users started per second (0 = unlimited); `onUser` is told of each one finished.
+   * time, at most `ratePerS` users started per second (0 = unlimited); `onUser` is told after each user's pass.
+   * Resolves to the users seen and those whose pass failed (their retry is left to the gateways' lazy passes).
    */
   async reencodeAll(
-    options: { concurrency?: number; ratePerS?: number; onUser?: (users: number) => void } = {},
-  ): Promise<number> {
+    options: { concurrency?: number; ratePerS?: number; onUser?: (done: number, failed: number) => void } = {},
+  ): Promise<{ users: number; failed: number }> {
     const concurrency = options.concurrency ?? 4;
     const intervalMs = (options.ratePerS ?? 0) > 0 ? 1000 / (options.ratePerS as number) : 0;
     let users = 0;
     let done = 0;
+    let failed = 0;
     let nextStart = performance.now();
     const inFlight = new Set<Promise<void>>();
+    const finished = (userId: string) => {
+      if (this.attempts.has(userId)) failed++;
+      options.onUser?.(++done, failed);
+    };
     for await (const userId of this.o.store.users()) {
       if (this.stopped) break;
       if (intervalMs > 0) {
@@ -219,13 +225,13 @@ export class Encoder {
         inFlight.add(job);
         void job.finally(() => {
           inFlight.delete(job);
-          options.onUser?.(++done);
+          finished(userId);
         });
-      } else options.onUser?.(++done);
+      } else finished(userId);
       if (inFlight.size >= concurrency) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
-    return users;
+    return { users, failed };
   }
 
   /**
