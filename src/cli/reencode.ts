@@ -41,12 +41,14 @@ async function main(): Promise<number> {
   try {
     const deadline = Date.now() + MODEL_SERVER_WAIT_MS;
     while (!(await modelServer.ready())) {
-      if (Date.now() > deadline) throw new AppError('UNAVAILABLE', `model server ${config.modelServer} not ready`);
+      if (Date.now() > deadline)
+        throw new AppError('UNAVAILABLE', `model server ${config.modelServer} not ready`);
       await new Promise((r) => setTimeout(r, 1000));
     }
     const bar = new cliProgress.SingleBar(
       {
-        format: 'reencode {bar} {value}/{total} users | {rate} users/s | failed {failed} | eta {eta_formatted}',
+        format:
+          'reencode {bar} {value}/{total} users | {rate} users/s | failed {failed} | eta {eta_formatted}',
         stream: process.stderr,
         noTTYOutput: true,
         notTTYSchedule: 10_000,
@@ -70,7 +72,9 @@ async function main(): Promise<number> {
     bar.stop();
     console.log(
       `re-encoded ${result.users - result.failed} of ${result.users} users for model version ${bundle.modelVersion} in ${result.seconds.toFixed(1)} s` +
-        (result.failed > 0 ? ` (${result.failed} failed; rerun, or let the gateways encode them when used)` : ''),
+        (result.failed > 0
+          ? ` (${result.failed} failed; rerun, or let the gateways encode them when used)`
+          : ''),
     );
     return result.failed === 0 ? 0 : 1;
   } finally {

@@ -1,6 +1,6 @@
 /** Shared test helpers: a typed Recommender client and small stream utilities. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -212,15 +212,32 @@ export async function spawnModelServer(port: number): Promise<ChildProcess> {
   return child;
 }
 
-/** A temp bundle folder: the committed bundle under another `model_version` (same models and retriever). */
-export function bundleWithVersion(modelVersion: string): string {
+/**
+ * A temp bundle folder: the committed bundle under another `model_version` (same retriever). With
+ * `ownRepository` it gets a copy of the committed models whose configs record that version (what an export of
+ * the new version would serve), at `<dir>/triton-models`; otherwise it names the committed repository.
+ */
+export function bundleWithVersion(modelVersion: string, options: { ownRepository?: boolean } = {}): string {
   const dir = tempDir('automr-bundle-');
   const manifest = JSON.parse(readFileSync(path.join(BUNDLE_DIR, 'manifest.json'), 'utf8')) as Record<
     string,
     unknown
   >;
+  const served = manifest.model_version as string;
   manifest.model_version = modelVersion;
   manifest.model_repository = MODELS_DIR;
+  if (options.ownRepository === true) {
+    const repo = path.join(dir, 'triton-models');
+    cpSync(MODELS_DIR, repo, { recursive: true });
+    for (const model of readdirSync(repo)) {
+      const config = path.join(repo, model, 'config.pbtxt');
+      writeFileSync(
+        config,
+        readFileSync(config, 'utf8').replace(`"${served}"`, JSON.stringify(modelVersion)),
+      );
+    }
+    manifest.model_repository = repo;
+  }
   manifest.retriever = { ...(manifest.retriever as object), file: path.join(BUNDLE_DIR, 'retriever.onnx') };
   writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
   return dir;

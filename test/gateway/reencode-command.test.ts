@@ -9,15 +9,24 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
 import { encKeyOf, windowTokens } from '../../src/gateway/domain/memory.js';
+import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
+import { silentLogger } from '../../src/shared/logger.js';
 import { bundleWithVersion, ingest, REPO, startStack, type Stack, waitFor } from './helpers.js';
 
 const USERS = 6;
 let stack: Stack;
 let bundle2Dir: string;
+/** The new version's models (the command refuses a model server that serves another version). */
+let modelServer2: RunningModelServer;
 
 before(async () => {
   stack = await startStack('automr-reenc-cmd-');
-  bundle2Dir = bundleWithVersion('cutover-v2');
+  bundle2Dir = bundleWithVersion('cutover-v2', { ownRepository: true });
+  modelServer2 = await startModelServer({
+    repository: path.join(bundle2Dir, 'triton-models'),
+    address: '127.0.0.1:0',
+    logger: silentLogger(),
+  });
   const catalog = stack.gateway.bundle.catalog;
   for (let u = 0; u < USERS; u++) {
     const events = Array.from({ length: 12 }, (_, i) => ({
@@ -36,6 +45,7 @@ before(async () => {
 
 after(async () => {
   await stack.modelServer.close();
+  await modelServer2.close();
   rmSync(stack.dataDir, { recursive: true, force: true });
   rmSync(bundle2Dir, { recursive: true, force: true });
 });
@@ -48,7 +58,7 @@ function runCommand(): Promise<{ code: number | null; stdout: string; stderr: st
       ...process.env,
       AUTOMR_DATA_DIR: stack.dataDir,
       AUTOMR_BUNDLE: bundle2Dir,
-      AUTOMR_MODEL_SERVER: stack.modelServer.address,
+      AUTOMR_MODEL_SERVER: modelServer2.address,
       AUTOMR_REENCODE_RATE: '10',
       AUTOMR_LOG_LEVEL: 'warn',
     },

@@ -197,11 +197,11 @@ def ensemble_config(d: int, n_items: int, kmax: int) -> str:
 
     steps = (
         "    {\n"
-        f'      model_name: "{LOWER}"\n      model_version: -1\n'
+        f'      model_name: "{LOWER}"\n      model_version: {VERSION}\n'
         + maps("input_map", [("input_ids", "input_ids"), ("attention_mask", "attention_mask")])
         + maps("output_map", [("hidden", "lower_hidden")])
         + "    },\n    {\n"
-        f'      model_name: "{UPPER}"\n      model_version: -1\n'
+        f'      model_name: "{UPPER}"\n      model_version: {VERSION}\n'
         + maps(
             "input_map",
             [
@@ -225,6 +225,12 @@ def ensemble_config(d: int, n_items: int, kmax: int) -> str:
         + steps
         + "  ]\n}\n"
     )
+
+
+def model_version_parameter(model_version: str) -> str:
+    """The bundle's model_version in a config's `parameters`: the gateway reads it through ModelConfig and stays
+    NOT_SERVING when it differs from its own bundle's (a repository updated ahead of, or behind, the gateways)."""
+    return f'parameters {{\n  key: "model_version"\n  value {{ string_value: "{model_version}" }}\n}}\n'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,14 +262,16 @@ def export_bundle(
     for name in (LOWER, UPPER, ENSEMBLE):
         shutil.rmtree(os.path.join(repo_dir, name), ignore_errors=True)
         os.makedirs(os.path.join(repo_dir, name, VERSION))
+    model_version = weights_hash(model)[:16]
+    stamp = model_version_parameter(model_version)
     export_lower(model, os.path.join(repo_dir, LOWER, VERSION, "model.onnx"))
     export_upper(model, os.path.join(repo_dir, UPPER, VERSION, "model.onnx"), kmax)
     with open(os.path.join(repo_dir, LOWER, "config.pbtxt"), "w") as f:
-        f.write(onnx_model_config(LOWER, *lower_io(d)))
+        f.write(onnx_model_config(LOWER, *lower_io(d)) + stamp)
     with open(os.path.join(repo_dir, UPPER, "config.pbtxt"), "w") as f:
-        f.write(onnx_model_config(UPPER, *upper_io(d, n_items, kmax)))
+        f.write(onnx_model_config(UPPER, *upper_io(d, n_items, kmax)) + stamp)
     with open(os.path.join(repo_dir, ENSEMBLE, "config.pbtxt"), "w") as f:
-        f.write(ensemble_config(d, n_items, kmax))
+        f.write(ensemble_config(d, n_items, kmax) + stamp)
     open(os.path.join(repo_dir, ENSEMBLE, VERSION, ".gitkeep"), "w").close()
 
     kind = "trained"
@@ -273,7 +281,7 @@ def export_bundle(
 
     manifest = {
         "format": 1,
-        "model_version": weights_hash(model)[:16],
+        "model_version": model_version,
         "model_repository": os.path.relpath(repo_dir, bundle_dir),
         "models": {"lower": LOWER, "upper": UPPER, "ensemble": ENSEMBLE, "version": VERSION},
         "d_model": d,

@@ -305,3 +305,15 @@ def test_committed_default_bundle_regenerates_from_the_synthetic_data_with_its_p
         nll[name + "+exclude"] = float(-served[np.arange(b), tgt].mean())
     assert nll["without+exclude"] < nll["without"] - 0.2, nll
     assert nll["with"] <= nll["without"] and nll["with+exclude"] <= nll["without+exclude"], nll
+
+
+def test_configs_record_the_bundle_model_version_and_the_ensemble_pins_it(exported):
+    _, out, manifest = exported
+    repo = os.path.join(out, "triton-models")
+    for name in ("llm_lower", "llm_upper", "automr_recommend"):
+        text = open(os.path.join(repo, name, "config.pbtxt")).read()
+        found = re.findall(r'parameters \{\s*key: "model_version"\s*value \{ string_value: "([^"]+)" \}\s*\}', text)
+        assert found == [manifest["model_version"]], name
+    ensemble = open(os.path.join(repo, "automr_recommend", "config.pbtxt")).read()
+    pinned = re.findall(r"model_version: (-?\d+)", ensemble)
+    assert pinned == [manifest["models"]["version"]] * 2, "both steps pin the bundle's version, never -1 (latest)"

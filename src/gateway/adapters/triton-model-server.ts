@@ -46,8 +46,13 @@ export class TritonModelServer implements ModelServer {
   /** Concurrent Recommends, coalesced into batched automr_recommend calls. */
   readonly recommendBatches: Coalescer<RecommendCall, RecommendOutput>;
 
+  private readonly logger: Logger | undefined;
+  /** The last version mismatch logged (undefined = versions match), so each change is logged once. */
+  private lastMismatch: string | undefined;
+
   constructor(options: TritonModelServerOptions) {
     this.bundle = options.bundle;
+    this.logger = options.logger;
     this.recommendBatches = new Coalescer({
       maxBatch: options.recommendBatch?.maxBatch ?? 64,
       delayMs: options.recommendBatch?.delayMs ?? 0,
@@ -64,7 +69,12 @@ export class TritonModelServer implements ModelServer {
     });
   }
 
-  /** Probes the model server (never through the breaker); the answer opens or releases the breaker. */
+  /**
+   * Probes the model server (never through the breaker); the answer opens or releases the breaker. Ready when
+   * the server and the pinned version of every model are ready and each model's config records the bundle's
+   * model_version (`parameters.model_version`, written by the export): a repository updated ahead of (or behind)
+   * the gateways would otherwise serve numbers that do not match the bundle's memory and catalog.
+   */
   async ready(signal?: AbortSignal): Promise<boolean> {
     const ready = await this.probe(signal);
     this.breaker?.probed(ready);
@@ -77,10 +87,30 @@ export class TritonModelServer implements ModelServer {
     const o = { signal, deadlineMs: 400 };
     try {
       if (!(await this.client.serverReady(o))) return false;
-      const ready = await Promise.all(
-        [models.lower, models.ensemble].map((m) => this.client.modelReady(m, '', o)),
-      );
-      return ready.every(Boolean);
+      const names = [models.lower, models.upper, models.ensemble];
+      const ready = await Promise.all(names.map((m) => this.client.modelReady(m, models.version, o)));
+      if (!ready.every(Boolean)) return false;
+      const configs = await Promise.all(names.map((m) => this.client.modelConfig(m, models.version, o)));
+      const served = configs.map((c) => c.parameters?.model_version?.string_value ?? '');
+      const wrong = names.filter((_, i) => served[i] !== this.bundle.modelVersion);
+      const mismatch =
+        wrong.length === 0
+          ? undefined
+          : `${wrong.map((m) => `${m} has ${JSON.stringify(served[names.indexOf(m)])}`).join(', ')}`;
+      if (mismatch !== this.lastMismatch) {
+        this.lastMismatch = mismatch;
+        if (mismatch !== undefined)
+          this.logger?.error(
+            { bundleModelVersion: this.bundle.modelVersion, models: wrong },
+            `model version mismatch: the bundle is model_version ${JSON.stringify(this.bundle.modelVersion)} but the model server's config parameters.model_version of ${mismatch}; refusing readiness until the bundle and the model repository are the same export`,
+          );
+        else
+          this.logger?.info(
+            { modelVersion: this.bundle.modelVersion },
+            'model server serves the bundle version',
+          );
+      }
+      return mismatch === undefined;
     } catch {
       return false;
     }

@@ -198,7 +198,11 @@ export class Encoder {
    * Resolves to the users seen and those whose pass failed (their retry is left to the gateways' lazy passes).
    */
   async reencodeAll(
-    options: { concurrency?: number; ratePerS?: number; onUser?: (done: number, failed: number) => void } = {},
+    options: {
+      concurrency?: number;
+      ratePerS?: number;
+      onUser?: (done: number, failed: number) => void;
+    } = {},
   ): Promise<{ users: number; failed: number }> {
     const concurrency = options.concurrency ?? 4;
     const intervalMs = (options.ratePerS ?? 0) > 0 ? 1000 / (options.ratePerS as number) : 0;
