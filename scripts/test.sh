@@ -15,6 +15,10 @@ npx tsc -p tsconfig.json --noEmit
 echo "== lint"
 npx eslint --max-warnings 0 .
 
+echo "== proto: buf lint (STANDARD) and buf breaking against the frozen v1 API (proto-baseline/)"
+npx buf lint
+npx buf breaking --against proto-baseline/api-v1.json
+
 echo "== TypeScript tests"
 mapfile -t files < <(find test -name '*.test.ts' | sort)
 node --import tsx --test --test-reporter=spec "${files[@]}"

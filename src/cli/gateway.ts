@@ -5,7 +5,7 @@
  */
 import { AppError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
-import { configHelp, loadConfig } from '../gateway/config.js';
+import { configHelp, loadConfig, redactCredentials } from '../gateway/config.js';
 import { startGateway } from '../gateway/server.js';
 import { startTelemetry } from '../telemetry/otel.js';
 
@@ -31,7 +31,7 @@ try {
   });
   const gateway = await startGateway(config, { logger });
   console.log(
-    `automr gateway listening on ${gateway.address} (store ${config.memoryStore}, model server ${config.modelServer}, bundle ${gateway.bundle.modelVersion})` +
+    `automr gateway listening on ${gateway.address} (store ${redactCredentials(config.memoryStore)}, model server ${config.modelServer}, bundle ${gateway.bundle.modelVersion})` +
       (config.metricsPort > 0 ? `; metrics on ${config.metricsHost}:${config.metricsPort}/metrics` : ''),
   );
   const { auth, tls } = gateway.security;

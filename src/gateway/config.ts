@@ -29,6 +29,14 @@ const memoryStoreUrl = z.string().superRefine((v, ctx) => {
   }
 });
 
+/** A model-server address: host:port, or dns:///host:port (every address the name resolves to, round-robin). */
+const modelServerTarget = z
+  .string()
+  .refine(
+    (v) => hostPort.safeParse(v.startsWith('dns:///') ? v.slice('dns:///'.length) : v).success,
+    'expected host:port or dns:///host:port',
+  );
+
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
 
@@ -72,9 +80,9 @@ const OPTIONS = {
   modelServer: {
     flag: 'model-server',
     env: 'AUTOMR_MODEL_SERVER',
-    help: 'Triton (or local model server) gRPC address',
+    help: 'Triton (or local model server) gRPC address; dns:///name:port balances over every address of the name (e.g. a headless Service)',
     default: '127.0.0.1:8001',
-    schema: hostPort,
+    schema: modelServerTarget,
   },
   bundle: {
     flag: 'bundle',
@@ -693,7 +701,7 @@ export function loadConfig(argv: string[] = [], env: NodeJS.ProcessEnv = process
 }
 
 /** A URL's `user:password@` part masked, so an error about a bad value never prints a credential. */
-function redactCredentials(value: string): string {
+export function redactCredentials(value: string): string {
   return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/,]*@/i, '$1***@');
 }
 

@@ -171,6 +171,8 @@ export class TritonClient {
       'grpc.max_reconnect_backoff_ms': 500,
       // Each pooled channel gets its own connection instead of sharing one subchannel.
       'grpc.use_local_subchannel_pool': 1,
+      // With a dns:/// target that resolves to several Triton pods (headless Service), spread calls over all.
+      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
     };
     const count = Math.max(1, options.channels ?? 2);
     this.pool = Array.from(
