@@ -7,11 +7,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { RedisMemoryStore } from '../../src/gateway/adapters/redis-store.js';
-import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
-import type { ForgetUserResponse__Output } from '../../src/generated/automr/v1/ForgetUserResponse.js';
 import type { IngestRequest } from '../../src/generated/automr/v1/IngestRequest.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
-import { ingest, recommend, startStack, type Stack, unary, waitFor } from './helpers.js';
+import { ingest, recommend, startStack, type Stack, waitFor } from './helpers.js';
 
 const PASSWORD = 'cluster-secret';
 const PREFIX = 'automr-e2e';
@@ -96,14 +94,8 @@ void test('Ingest / Recommend / GetMemory / ForgetUser through the gateway on Re
     probe.disconnect();
   }
 
-  const forgotten = await unary<{ user_id: string }, ForgetUserResponse__Output>(c.ForgetUser.bind(c), {
-    user_id: users[1]!,
-  });
-  assert.equal(forgotten.removed, 15);
-  const memory = await unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), {
-    user_id: users[1]!,
-  });
-  assert.equal(memory.entries.length, 0);
+  assert.equal(await c.forgetUser(users[1]!), 15);
+  assert.deepEqual(await c.getMemory(users[1]!), []);
   assert.ok(
     !(await allKeys()).some(({ key }) => key.includes(`{u:${users[1]!}}`)),
     'nothing left of the user',

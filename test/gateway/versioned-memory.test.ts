@@ -14,18 +14,8 @@ import { defaultConfig } from '../../src/gateway/config.js';
 import type { ModelServer, NewEvent } from '../../src/gateway/domain/ports.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
-import type { GetMemoryResponse__Output } from '../../src/generated/automr/v1/GetMemoryResponse.js';
 import { silentLogger } from '../../src/shared/logger.js';
-import {
-  BUNDLE_DIR,
-  bundleWithVersion,
-  client,
-  ingest,
-  MODELS_DIR,
-  recommend,
-  unary,
-  waitFor,
-} from './helpers.js';
+import { BUNDLE_DIR, bundleWithVersion, client, ingest, MODELS_DIR, recommend, waitFor } from './helpers.js';
 
 const REDIS_URL = process.env.AUTOMR_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `automr-vm-${process.pid}-${Date.now()}`;
@@ -205,22 +195,17 @@ void test('two gateways of different bundle versions on one Redis do not thrash 
       { logger: silentLogger(), modelServer: m2.server, bundle: bundle2 },
     );
     const c2 = client(gw2.address);
-    const memory = (c: typeof c1) =>
-      unary<{ user_id: string }, GetMemoryResponse__Output>(c.GetMemory.bind(c), { user_id: user });
+    const memory = (c: typeof c1) => c.getMemory(user);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(m2.prompts(), 0, 'start-up encodes nothing');
-    assert.ok((await memory(c2)).entries.every((e) => !e.encoded));
+    assert.ok((await memory(c2)).every((e) => !e.encoded));
 
     // An append through v2 finds v1 encodings before it and re-encodes the user in the background (lazy).
     assert.equal((await ingest(c2, [event(25)])).acks[0]?.status, 'STATUS_ACCEPTED');
-    await waitFor(
-      async () => (await memory(c2)).entries.every((e) => e.encoded),
-      10_000,
-      'lazy v2 re-encoding',
-    );
+    await waitFor(async () => (await memory(c2)).every((e) => e.encoded), 10_000, 'lazy v2 re-encoding');
     assert.equal(m2.prompts(), 26);
     // v1's vectors are untouched: only the event v1 has not seen yet is unencoded for it.
-    const v1View = (await memory(c1)).entries;
+    const v1View = await memory(c1);
     assert.deepEqual(
       v1View.map((e) => e.encoded),
       [...Array<boolean>(25).fill(true), false],
