@@ -1,6 +1,7 @@
 /**
  * The gateway on a real 3-master Redis Cluster started by the test (password set): Ingest, Recommend, GetMemory
- * and ForgetUser end to end, every key of a user in the user's slot (hash tag) and none outside, and a master
+ * and ForgetUser end to end, every key of a user in the user's slot (hash tag) and none outside, a user whose
+ * slot is migrated to another master (resharding) keeping its history and writes, and a master
  * killed (SIGKILL) and restarted mid-ingest loses no acknowledged event.
  */
 import { after, before, test } from 'node:test';
@@ -100,6 +101,53 @@ void test('Ingest / Recommend / GetMemory / ForgetUser through the gateway on Re
     !(await allKeys()).some(({ key }) => key.includes(`{u:${users[1]!}}`)),
     'nothing left of the user',
   );
+});
+
+/** Moves one hash slot, with its keys, from its master to another (what `redis-cli --cluster reshard` does). */
+async function migrateSlot(slot: number): Promise<void> {
+  const nodes = cluster.nodes.map((n) => new Redis({ host: '127.0.0.1', port: n.port, password: PASSWORD }));
+  try {
+    const slots = (await nodes[0]!.cluster('SLOTS')) as unknown as [number, number, [string, number]][];
+    const owner = slots.find(([lo, hi]) => slot >= lo && slot <= hi)![2];
+    const from = nodes[cluster.nodes.findIndex((n) => n.port === owner[1])]!;
+    const to = nodes[cluster.nodes.findIndex((n) => n.port !== owner[1])]!;
+    const [fromId, toId] = await Promise.all([from.cluster('MYID'), to.cluster('MYID')]);
+    const toPort = cluster.nodes[nodes.indexOf(to)]!.port;
+    await to.cluster('SETSLOT', slot, 'IMPORTING', fromId);
+    await from.cluster('SETSLOT', slot, 'MIGRATING', toId);
+    for (;;) {
+      const keys = await from.cluster('GETKEYSINSLOT', slot, 100);
+      if (keys.length === 0) break;
+      await from.call('MIGRATE', '127.0.0.1', toPort, '', 0, 5000, 'AUTH', PASSWORD, 'KEYS', ...keys);
+    }
+    for (const node of nodes) await node.cluster('SETSLOT', slot, 'NODE', toId);
+    const after = (await from.cluster('SLOTS')) as unknown as [number, number, [string, number]][];
+    assert.equal(after.find(([lo, hi]) => slot >= lo && slot <= hi)![2][1], toPort, 'the slot moved');
+  } finally {
+    for (const node of nodes) node.disconnect();
+  }
+}
+
+void test('a user whose slot is resharded to another master keeps its whole history and its writes', async () => {
+  const c = stack.client;
+  const user = 'resharded-user';
+  assert.ok((await ingest(c, events(user, 0, 12))).acks.every((a) => a.status === 'STATUS_ACCEPTED'));
+  await waitFor(() => Promise.resolve(stack.gateway.encoder.backlog() === 0), 10_000, 'encoding');
+  const before = await c.getMemory(user);
+  assert.ok(before.every((e) => e.encoded));
+  const probe = new Redis({ host: '127.0.0.1', port: cluster.nodes[0]!.port, password: PASSWORD });
+  const slot = Number(await probe.cluster('KEYSLOT', `${PREFIX}:{u:${user}}:z`));
+  probe.disconnect();
+  await migrateSlot(slot);
+
+  // Every key of the user moved with the slot (one hash tag): reads, idempotency and appends continue.
+  assert.deepEqual(await c.getMemory(user), before);
+  assert.equal((await ingest(c, events(user, 0, 1))).acks[0]?.status, 'STATUS_DUPLICATE');
+  assert.equal((await ingest(c, events(user, 12, 3))).acks.length, 3);
+  const rec = await recommend(c, user, 10, 2);
+  assert.equal(rec.error, undefined);
+  assert.equal(rec.summary?.encoding_lagging, false);
+  assert.equal((await c.getMemory(user)).length, 15);
 });
 
 void test('a master killed and restarted mid-ingest loses no acknowledged event', async (t) => {
