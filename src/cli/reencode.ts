@@ -14,7 +14,7 @@ import { TritonModelServer } from '../gateway/adapters/triton-model-server.js';
 import { reencodeStore } from '../gateway/reencode.js';
 import { createMemoryStore } from '../gateway/server.js';
 
-const MODEL_SERVER_WAIT_MS = 120_000;
+const DEPENDENCY_WAIT_MS = 120_000;
 
 async function main(): Promise<number> {
   let parsed;
@@ -39,11 +39,17 @@ async function main(): Promise<number> {
     logger,
   });
   try {
-    const deadline = Date.now() + MODEL_SERVER_WAIT_MS;
-    while (!(await modelServer.ready())) {
-      if (Date.now() > deadline)
-        throw new AppError('UNAVAILABLE', `model server ${config.modelServer} not ready`);
-      await new Promise((r) => setTimeout(r, 1000));
+    // Both may still be starting (a Job next to a rollout); the model server must serve this bundle's version.
+    const deadline = Date.now() + DEPENDENCY_WAIT_MS;
+    const dependencies: [string, () => Promise<boolean>][] = [
+      [`model server ${config.modelServer}`, () => modelServer.ready()],
+      ['memory store', () => store.ready()],
+    ];
+    for (const [what, ready] of dependencies) {
+      while (!(await ready())) {
+        if (Date.now() > deadline) throw new AppError('UNAVAILABLE', `${what} not ready`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }
     const bar = new cliProgress.SingleBar(
       {

@@ -174,6 +174,7 @@ void test('a master killed and restarted mid-ingest loses no acknowledged event'
 
   const store = new RedisMemoryStore({ url: cluster.url, prefix: PREFIX });
   try {
+    await waitFor(() => store.ready(), 5_000, 'a fresh store client on the cluster');
     const stored = new Set<string>();
     for (const user of users) for (const e of await store.read(user)) stored.add(e.eventId);
     assert.deepEqual(

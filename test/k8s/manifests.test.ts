@@ -218,7 +218,25 @@ for (const [dir, extra] of [
   });
 }
 
+/** The gateway drains inside its grace period: preStop sleep + drain window + drain bound. */
+function checkDrain(objects: K8sObject[]): void {
+  const config = gatewayConfig(objects);
+  const pod = ((named(objects, 'Deployment', 'automr-gateway')?.spec as Json).template as Json).spec as Json;
+  const gateway = (pod.containers as Json[])[0] as Json;
+  const preStop = ((gateway.lifecycle as Json).preStop as Json).exec as { command: string[] };
+  assert.equal(preStop.command[0], 'sleep', 'preStop keeps serving while endpoints are removed');
+  const seconds =
+    Number(preStop.command[1]) +
+    Number(config.AUTOMR_DRAIN_WINDOW_MS) / 1000 +
+    Number(config.AUTOMR_DRAIN_TIMEOUT_MS) / 1000;
+  assert.ok(
+    seconds < Number(pod.terminationGracePeriodSeconds),
+    `drain (${seconds} s) fits the grace period`,
+  );
+}
+
 function checkDev(objects: K8sObject[]): void {
+  checkDrain(objects);
   const config = gatewayConfig(objects);
   assert.equal(config.AUTOMR_MEMORY_STORE, 'redis://redis:6379');
   assert.ok(named(objects, 'Deployment', 'automr-model-server'));
@@ -226,6 +244,7 @@ function checkDev(objects: K8sObject[]): void {
 }
 
 function checkProduction(objects: K8sObject[]): void {
+  checkDrain(objects);
   const config = gatewayConfig(objects);
   for (const hpa of objects.filter((o) => o.kind === 'HorizontalPodAutoscaler')) {
     const target = named(objects, 'Deployment', ((hpa.spec as Json).scaleTargetRef as { name: string }).name);

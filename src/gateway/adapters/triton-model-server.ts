@@ -37,6 +37,9 @@ interface RecommendCall {
   excludeMask?: Uint8Array;
 }
 
+/** How long a model version found matching is trusted before ModelConfig is read again (ms). */
+const VERSION_RECHECK_MS = 5_000;
+
 export class TritonModelServer implements ModelServer {
   private readonly client: TritonClient;
   private readonly bundle: Bundle;
@@ -49,6 +52,7 @@ export class TritonModelServer implements ModelServer {
   private readonly logger: Logger | undefined;
   /** The last version mismatch logged (undefined = versions match), so each change is logged once. */
   private lastMismatch: string | undefined;
+  private versionCheckedUntil = 0;
 
   constructor(options: TritonModelServerOptions) {
     this.bundle = options.bundle;
@@ -90,6 +94,8 @@ export class TritonModelServer implements ModelServer {
       const names = [models.lower, models.upper, models.ensemble];
       const ready = await Promise.all(names.map((m) => this.client.modelReady(m, models.version, o)));
       if (!ready.every(Boolean)) return false;
+      // Health polls every 250 ms; a matching version is re-read every few seconds (a reload is seen within them).
+      if (this.lastMismatch === undefined && performance.now() < this.versionCheckedUntil) return true;
       const configs = await Promise.all(names.map((m) => this.client.modelConfig(m, models.version, o)));
       const served = configs.map((c) => c.parameters?.model_version?.string_value ?? '');
       const wrong = names.filter((_, i) => served[i] !== this.bundle.modelVersion);
@@ -110,6 +116,7 @@ export class TritonModelServer implements ModelServer {
             'model server serves the bundle version',
           );
       }
+      this.versionCheckedUntil = mismatch === undefined ? performance.now() + VERSION_RECHECK_MS : 0;
       return mismatch === undefined;
     } catch {
       return false;
