@@ -5,6 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { startModelServer, type RunningModelServer } from '../../src/model-server/server.js';
 import { defaultConfig } from '../../src/gateway/config.js';
 import { startGateway } from '../../src/gateway/server.js';
@@ -26,6 +27,8 @@ import {
 } from './helpers.js';
 
 let modelServer: RunningModelServer;
+/** Serves version 2's models (a gateway is not served by models of another version). */
+let modelServer2: RunningModelServer;
 let dataDir: string;
 let bundle2Dir: string;
 
@@ -36,11 +39,17 @@ before(async () => {
     logger: silentLogger(),
   });
   dataDir = tempDir('automr-reenc-');
-  bundle2Dir = bundleWithVersion('test-version-2');
+  bundle2Dir = bundleWithVersion('test-version-2', { ownRepository: true });
+  modelServer2 = await startModelServer({
+    repository: path.join(bundle2Dir, 'triton-models'),
+    address: '127.0.0.1:0',
+    logger: silentLogger(),
+  });
 });
 
 after(async () => {
   await modelServer.close();
+  await modelServer2.close();
   rmSync(dataDir, { recursive: true, force: true });
   rmSync(bundle2Dir, { recursive: true, force: true });
 });
@@ -74,7 +83,7 @@ void test('a bundle change re-encodes stale elements in the background and never
   const bundle2 = await loadBundle(bundle2Dir);
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const triton = new TritonModelServer({ address: modelServer.address, bundle: bundle2 });
+  const triton = new TritonModelServer({ address: modelServer2.address, bundle: bundle2 });
   const gated = {
     ready: (s?: AbortSignal) => triton.ready(s),
     encode: async (prompts: number[][], s?: AbortSignal) => {

@@ -6,6 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import { RedisMemoryStore } from '../../src/gateway/adapters/redis-store.js';
 import { TritonModelServer } from '../../src/gateway/adapters/triton-model-server.js';
@@ -21,6 +22,8 @@ const REDIS_URL = process.env.AUTOMR_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `automr-vm-${process.pid}-${Date.now()}`;
 let redis: Redis;
 let modelServer: RunningModelServer;
+/** The new version's models: each gateway's model server serves its own bundle's version (as in a rollout). */
+let modelServer2: RunningModelServer;
 let bundle2Dir: string;
 
 before(async () => {
@@ -30,7 +33,12 @@ before(async () => {
     address: '127.0.0.1:0',
     logger: silentLogger(),
   });
-  bundle2Dir = bundleWithVersion('rollout-v2');
+  bundle2Dir = bundleWithVersion('rollout-v2', { ownRepository: true });
+  modelServer2 = await startModelServer({
+    repository: path.join(bundle2Dir, 'triton-models'),
+    address: '127.0.0.1:0',
+    logger: silentLogger(),
+  });
 });
 
 after(async () => {
@@ -42,6 +50,7 @@ after(async () => {
   } while (cursor !== '0');
   redis.disconnect();
   await modelServer.close();
+  await modelServer2.close();
   rmSync(bundle2Dir, { recursive: true, force: true });
 });
 
@@ -53,11 +62,16 @@ const ev = (userId: string, n: number): NewEvent => ({
   timestampMs: 1_000 + n,
 });
 
+/** Stores fail fast (no offline queue): wait until their connections are up. */
+const connected = (...stores: RedisMemoryStore[]) =>
+  Promise.all(stores.map((s) => waitFor(() => s.ready(), 5_000, 'redis connection')));
+
 void test('store: each version reads its own encodings; trims and ForgetUser reach every version', async () => {
   const prefix = `${PREFIX}-store`;
   const a = new RedisMemoryStore({ url: REDIS_URL, prefix, modelVersion: 'A' });
   const b = new RedisMemoryStore({ url: REDIS_URL, prefix, modelVersion: 'B' });
   try {
+    await connected(a, b);
     for (let i = 0; i < 3; i++) await a.append(ev('u', i), 3);
     const entries = await a.read('u');
     const put = (store: RedisMemoryStore, version: string, value: number) =>
@@ -108,6 +122,7 @@ void test('store: a version not written within the grace period is dropped by th
   const cur = new RedisMemoryStore({ url: REDIS_URL, prefix, modelVersion: 'new', vectorGraceMs: 200 });
   const base = `${prefix}:{u:g}`;
   try {
+    await connected(old, cur);
     await old.append(ev('g', 1), 10);
     const [e] = await old.read('g');
     const update = (version: string) => [
@@ -129,8 +144,8 @@ void test('store: a version not written within the grace period is dropped by th
 });
 
 /** The real model server behind a counter of encoded prompts. */
-function counting(bundle: Bundle): { server: ModelServer; prompts: () => number } {
-  const triton = new TritonModelServer({ address: modelServer.address, bundle });
+function counting(bundle: Bundle, address: string): { server: ModelServer; prompts: () => number } {
+  const triton = new TritonModelServer({ address, bundle });
   let prompts = 0;
   return {
     prompts: () => prompts,
@@ -159,8 +174,8 @@ void test('two gateways of different bundle versions on one Redis do not thrash 
   });
   const bundle1 = await loadBundle(BUNDLE_DIR);
   const bundle2 = await loadBundle(bundle2Dir);
-  const m1 = counting(bundle1);
-  const m2 = counting(bundle2);
+  const m1 = counting(bundle1, modelServer.address);
+  const m2 = counting(bundle2, modelServer2.address);
   const user = 'rollout-user';
   const catalog = bundle1.catalog;
   const event = (i: number) => ({
