@@ -421,7 +421,12 @@ void contract('redis', async () => {
 void contract('redis cluster (3 masters)', async () => {
   const cluster = await startRedisCluster({ password: 'contract p@ss' });
   return {
-    store: new RedisMemoryStore({ url: cluster.url, prefix: 'automr-contract', idempotencyTtlMs: 60_000 }),
+    store: new RedisMemoryStore({
+      url: cluster.url,
+      prefix: 'automr-contract',
+      idempotencyTtlMs: 60_000,
+      consumedMax: CONSUMED_MAX,
+    }),
     cleanup: () => cluster.stop(),
   };
 });

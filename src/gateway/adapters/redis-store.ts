@@ -307,7 +307,12 @@ export class RedisMemoryStore implements MemoryStore {
   async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {
     if (updates.length === 0) return;
     const k = this.keys(userId);
-    const args: (string | Buffer)[] = [String(Date.now()), String(this.vectorGraceMs), k.base, this.modelVersion];
+    const args: (string | Buffer)[] = [
+      String(Date.now()),
+      String(this.vectorGraceMs),
+      k.base,
+      this.modelVersion,
+    ];
     for (const up of updates) args.push(String(up.seq).padStart(16, '0'), encodeVector(up.encKey, up.vector));
     await this.call(() => this.client.automrPutVectors(k.e, k.vv, k.v, ...args));
   }
