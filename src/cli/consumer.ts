@@ -55,7 +55,7 @@ try {
     onError: (model) => metrics.tritonErrors.add(1, { model }),
     transport: modelServerTransport(config),
   });
-  const store = createMemoryStore(config, logger);
+  const store = createMemoryStore(config, logger, bundle.modelVersion);
   const { encoder, ingest } = createIngest(config, { store, modelServer, bundle, logger, metrics });
   const consumer = startEventConsumer(config, ingest, logger);
   if (consumer === undefined) throw new AppError('INVALID_ARGUMENT', 'no event source configured');

@@ -99,7 +99,7 @@ async function main(): Promise<number> {
     level: config.logLevel === 'info' ? 'warn' : config.logLevel,
   });
   const bundle = await loadBundle(config.bundle);
-  const store = createMemoryStore(config, logger);
+  const store = createMemoryStore(config, logger, bundle.modelVersion);
   const modelServer = new TritonModelServer({
     address: config.modelServer,
     bundle,

@@ -109,7 +109,6 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     bundle,
     logger,
     metrics,
-    reencodeRate: config.reencodeRate,
   });
   // What a request that leaves memory_k / exclude_consumed unset gets: the deployment setting, `auto` = the bundle's.
   const defaultMemoryK = Math.min(
