@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -72,6 +72,10 @@ class PipelineConfig:
     n_boot: int = 1000
     run_sasrec: bool = True
     progress: bool = True
+    # Independent model trainings (reference variants, long_context, SASRec grid points) run in this many worker
+    # processes of one torch thread each before the pipeline goes on; on 2 cores two 1-thread runs finish about
+    # twice as fast as one after the other with 2 threads (small models do not scale across threads).
+    jobs: int = 1
 
 
 def fast_config() -> PipelineConfig:
@@ -169,14 +173,60 @@ def get_reference(
     return best[0], best[1], best[2], tried
 
 
-def get_long_context(prep: Prepared, cfg: PipelineConfig, cache: Cache, exclude: bool, trained_ex: bool):
-    """The long_context baseline: the reference architecture with a LONG_WINDOW-item prompt and no memory."""
+def long_context_configs(prep: Prepared, cfg: PipelineConfig, exclude: bool, trained_ex: bool):
     mcfg = ModelConfig(n_items=prep.n_items, **{**cfg.model, "max_len": LONG_WINDOW + 1})
     # Same targets per step as the reference (LONG_WINDOW/WINDOW times fewer prompts per batch).
     bs = max(8, TrainConfig(**cfg.train).batch_size * WINDOW // LONG_WINDOW)
     tcfg = TrainConfig(**{"seed": cfg.seed, "progress": cfg.progress, **cfg.train, "window": LONG_WINDOW,
                           "batch_size": bs, "mem_frac": 0.0, "exclude": trained_ex, "select_exclude": exclude})
+    return mcfg, tcfg
+
+
+def get_long_context(prep: Prepared, cfg: PipelineConfig, cache: Cache, exclude: bool, trained_ex: bool):
+    """The long_context baseline: the reference architecture with a LONG_WINDOW-item prompt and no memory."""
+    mcfg, tcfg = long_context_configs(prep, cfg, exclude, trained_ex)
     return get_model(prep, mcfg, tcfg, cache, desc="long_context model")
+
+
+def _training_tasks(prep: Prepared, cfg: PipelineConfig, exclude: bool) -> list[tuple]:
+    """Every model training the pipeline will ask for, as picklable (kind, configs) tasks; each caches its result."""
+    mcfg = ModelConfig(n_items=prep.n_items, **cfg.model)
+    tasks: list[tuple] = []
+    for train_ex in ([False, True] if exclude and cfg.try_exclusion_training else [False]):
+        tcfg = TrainConfig(**{"seed": cfg.seed, "progress": False, **cfg.train, "exclude": train_ex,
+                              "select_exclude": exclude})
+        tasks.append(("model", mcfg, tcfg, f"reference model (exclusion loss {'on' if train_ex else 'off'})"))
+    if cfg.run_long_context:
+        lm, lt = long_context_configs(prep, cfg, exclude, exclude and cfg.try_exclusion_training)
+        tasks.append(("model", lm, replace(lt, progress=False), "long_context model"))
+    if cfg.run_sasrec:
+        tasks.extend(("sasrec", g, None, "sasrec") for g in sasrec_configs(cfg, exclude))
+    return tasks
+
+
+def _train_task(prep: Prepared, cache: Cache, task: tuple) -> str:
+    torch.set_num_threads(1)
+    kind, a, b, desc = task
+    t = time.time()
+    if kind == "model":
+        get_model(prep, a, b, cache, desc=desc)
+    else:
+        get_sasrec_model(prep, a, cache, progress=False)
+    return f"{desc}: {time.time() - t:.0f} s"
+
+
+def pretrain_parallel(prep: Prepared, cfg: PipelineConfig, cache: Cache, exclude: bool) -> None:
+    """Trains (and caches) every model in cfg.jobs worker processes, longest first; the pipeline then finds them."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    tasks = _training_tasks(prep, cfg, exclude)
+    # SASRec and long_context take longest: start them first so the pool ends together.
+    tasks.sort(key=lambda t: 0 if t[0] == "sasrec" else 1 if t[3] == "long_context model" else 2)
+    _log(f"training {len(tasks)} models in {cfg.jobs} processes (1 torch thread each)")
+    with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
+        for f in as_completed([pool.submit(_train_task, prep, cache, t) for t in tasks]):
+            _log(f"trained {f.result()}")
 
 
 def get_memory(model: RecModel, prep: Prepared, key: str, cache: Cache, progress: bool) -> Memory:
@@ -343,6 +393,10 @@ def run(
     exclude = decide_exclusion(rate)
     _log(f"policy: training repeat-consumption rate {rate:.4f} -> exclude_consumed {exclude} "
          f"(threshold {REPEAT_RATE_THRESHOLD})")
+    if cfg.jobs > 1 and reuse_model is None:
+        t = time.time()
+        pretrain_parallel(prep, cfg, cache, exclude)
+        lap("parallel_training", t)
     t = time.time()
     model, minfo, mkey, variants = get_reference(prep, cfg, cache, exclude, reuse_model)
     trained_ex = bool(minfo["train_config"]["exclude"])
@@ -586,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="use the cached reference model out/cache/<fp>/model-KEY.pt (e.g. after the trainer changed)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("AUTOMR_THREADS", "2")),
                     help="torch threads (1 is ~3x faster than 2 when the 2 cores are oversubscribed)")
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("AUTOMR_JOBS", "1")),
+                    help="train the independent models in this many 1-thread processes first (2 on a 2-core machine)")
     ap.add_argument("--train-config", metavar="JSON", default=None,
                     help='reference-model TrainConfig overrides, e.g. \'{"epochs": 15, "mem_frac": 1.0}\'')
     ap.add_argument("--test-samples", type=int, default=None, help="seeded subsample of the test split")
@@ -607,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--out is required")
     cfg = fast_config() if a.fast else PipelineConfig()
     cfg.seed = a.seed
+    cfg.jobs = a.jobs
     if a.label_train_samples is not None:
         cfg.label_train_samples = a.label_train_samples
     if a.test_samples is not None:
