@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates the TypeScript types for every .proto under proto/ into src/generated/ with
-# @grpc/proto-loader's type generator. The loader options here must match the ones the code passes to
-# protoLoader.load (PROTO_LOADER_OPTIONS in src/shared/proto.ts): keepCase, longs as Number (shapes
-# and counters stay well below 2^53), enums as String, defaults, oneofs.
+# Regenerates src/generated/ from the .proto files under proto/:
+# - the TypeScript types of every .proto with @grpc/proto-loader's type generator. The loader options here
+#   must match the ones the code passes to protoLoader.load (PROTO_LOADER_OPTIONS in src/shared/proto.ts):
+#   keepCase, longs as Number (shapes and counters stay well below 2^53), enums as String, defaults, oneofs;
+# - es/: @bufbuild/protobuf schemas (protoc-gen-es, driven by buf with buf.gen.yaml) of the files parsed
+#   with that library: model_config.proto, the schema of Triton's config.pbtxt text format.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +41,7 @@ for (const file of walk(process.argv[1])) {
   writeFileSync(file, header + text);
 }
 ' "$out"
+# After the post-processing above, which is for proto-loader's output only: protoc-gen-es writes code that
+# passes the strict tsconfig and already imports with .js extensions (import_extension=js).
+npx --no-install buf generate --template buf.gen.yaml --output "$out" --path proto/inference/model_config.proto
 echo "generated $(find "$out" -name '*.ts' | wc -l) files for ${#protos[@]} proto file(s)"

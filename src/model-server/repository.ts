@@ -12,7 +12,7 @@ import type { ModelOutput__Output } from '../generated/inference/ModelOutput.js'
 import type { Logger } from '../shared/logger.js';
 import { AppError } from '../shared/errors.js';
 import { isDatatype, type TritonDatatype } from '../triton/tensor.js';
-import { modelConfigReflection, parseTextMessage, PbtxtError } from './pbtxt.js';
+import { parseModelConfig } from './model-config.js';
 
 export type ModelConfig = ModelConfig__Output;
 
@@ -101,15 +101,13 @@ async function loadModel(root: string, name: string): Promise<RepositoryModel> {
     // model file; the local server never guesses, so a folder without config.pbtxt is refused.
     throw refuse(name, `no config.pbtxt in '${dir}' (not a model directory)`);
   }
+  const text = await readFile(configPath, 'utf8');
   let config: ModelConfig;
   try {
-    config = parseTextMessage(
-      modelConfigReflection(),
-      await readFile(configPath, 'utf8'),
-    ) as unknown as ModelConfig;
+    config = parseModelConfig(text);
   } catch (error) {
-    if (error instanceof PbtxtError) throw refuse(name, `invalid config.pbtxt: ${error.message}`);
-    throw error;
+    // Everything the text-format parser throws is about the text; the message says what is wrong.
+    throw refuse(name, `invalid config.pbtxt '${configPath}': ${(error as Error).message}`);
   }
   if (config.name === '') config.name = name;
   if (config.name !== name) {

@@ -31,6 +31,7 @@ import type { ModelStatistics__Output } from '../generated/inference/ModelStatis
 import { AppError, throwIfAborted, toAppError } from '../shared/errors.js';
 import { errorCodeOf } from '../shared/grpc-status.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
+import { withDecimalMapKeys } from './model-config-keys.js';
 import { loadInferenceProto } from './proto.js';
 import {
   decodeRaw,
@@ -302,7 +303,7 @@ export class TritonClient {
       o,
     );
     if (res.config === null) throw new AppError('INTERNAL', `no config returned for model '${model}'`);
-    return res.config;
+    return withDecimalMapKeys(res.config);
   }
 
   async modelStatistics(model = '', o?: CallOptions): Promise<ModelStatistics[]> {

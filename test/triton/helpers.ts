@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import type { ModelConfig__Output } from '../../src/generated/inference/ModelConfig.js';
-import { modelConfigReflection, parseTextMessage } from '../../src/model-server/pbtxt.js';
+import { parseModelConfig } from '../../src/model-server/model-config.js';
 import type { Tensor } from '../../src/triton/tensor.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -14,7 +14,7 @@ export const MODEL_REPOSITORY = resolve(REPO_ROOT, 'triton-models');
 /** Sizes read from the committed configs, so the tests follow a re-export (d, catalog size, top-k). */
 function readConfig(model: string): ModelConfig__Output {
   const text = readFileSync(resolve(MODEL_REPOSITORY, model, 'config.pbtxt'), 'utf8');
-  return parseTextMessage(modelConfigReflection(), text) as unknown as ModelConfig__Output;
+  return parseModelConfig(text);
 }
 function outputDims(model: string, output: string): number[] {
   const config = readConfig(model);

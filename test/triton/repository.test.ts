@@ -1,13 +1,13 @@
 /**
- * The model repository is loaded as Triton loads it, and refused where Triton would refuse it; the
- * config.pbtxt parser reads protobuf text format into the typed ModelConfig.
+ * The model repository is loaded as Triton loads it, and refused where Triton would refuse it; config.pbtxt
+ * is read as protobuf text format into the typed ModelConfig, which the ModelConfig RPC returns.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { modelConfigReflection, parseTextMessage } from '../../src/model-server/pbtxt.js';
+import { parseModelConfig } from '../../src/model-server/model-config.js';
 import { startModelServer } from '../../src/model-server/server.js';
 import { AppError } from '../../src/shared/errors.js';
 import { TritonClient } from '../../src/triton/client.js';
@@ -49,7 +49,7 @@ const refusals: [string, (repo: string) => Promise<void>, RegExp, string[]?][] =
   [
     'broken config syntax',
     (r) => editConfig(r, 'llm_lower', (t) => t.replace('max_batch_size: 64', 'max_batch_size: [')),
-    /failed to load 'llm_lower': invalid config.pbtxt/,
+    /failed to load 'llm_lower': invalid config.pbtxt '.*llm_lower\/config.pbtxt': expected an integer, got "\["/,
     ['llm_lower'],
   ],
   [
@@ -94,7 +94,7 @@ const refusals: [string, (repo: string) => Promise<void>, RegExp, string[]?][] =
   [
     'an unknown config field',
     (r) => editConfig(r, 'llm_lower', (t) => `${t}\nmax_batch_sise: 4\n`),
-    /has no field named 'max_batch_sise'/,
+    /invalid config.pbtxt '.*': unknown field "max_batch_sise" for message inference.ModelConfig/,
     ['llm_lower'],
   ],
   [
@@ -169,14 +169,13 @@ void test('serves the latest version by default, all versions under version_poli
   }
 });
 
-void test('config.pbtxt parser: protobuf text format into the typed ModelConfig', () => {
-  const config = parseTextMessage(
-    modelConfigReflection(),
+void test('config.pbtxt: protobuf text format into the typed ModelConfig', () => {
+  const config = parseModelConfig(
     `# comment
      name: "m"  platform: 'ensemble'
      max_batch_size: 8
      input [ { name: "a", data_type: TYPE_FP16, dims: [ -1, 4 ] } ]
-     input { name: "b" data_type: TYPE_STRING dims: 1 dims: 2 }
+     input { name: "b" data_type: TYPE_STRING dims: 1 dims: 2 optional: true reshape { shape: [2] } }
      output: [ { name: "c" data_type: TYPE_BOOL dims: [ 1 ] } ]
      version_policy: { specific: { versions: [1, 3] } }
      parameters { key: "k" value: { string_value: "v" } }
@@ -186,23 +185,77 @@ void test('config.pbtxt parser: protobuf text format into the typed ModelConfig'
   assert.equal(config.platform, 'ensemble');
   assert.equal(config.max_batch_size, 8);
   assert.deepEqual(
-    (config.input as { name: string; data_type: string; dims: number[] }[]).map((i) => [
-      i.name,
-      i.data_type,
-      i.dims,
-    ]),
+    config.input.map((i) => [i.name, i.data_type, i.dims, i.optional, i.reshape?.shape]),
     [
-      ['a', 'TYPE_FP16', [-1, 4]],
-      ['b', 'TYPE_STRING', [1, 2]],
+      ['a', 'TYPE_FP16', [-1, 4], false, undefined],
+      ['b', 'TYPE_STRING', [1, 2], true, [2]],
     ],
   );
-  assert.deepEqual((config.version_policy as { specific: { versions: number[] } }).specific.versions, [1, 3]);
+  assert.deepEqual(config.version_policy?.specific?.versions, [1, 3]);
+  assert.equal(config.version_policy?.policy_choice, 'specific');
   assert.deepEqual(config.parameters, { k: { string_value: 'v' } });
   assert.equal(config.scheduling_choice, 'ensemble_scheduling');
-  const parse = (text: string): unknown => parseTextMessage(modelConfigReflection(), text);
-  assert.throws(() => parse('dynamic_batching { } ensemble_scheduling { }'), /same oneof/);
-  assert.throws(() => parse('input { data_type: TYPE_NOPE }'), /unknown enumeration value 'TYPE_NOPE'/);
-  assert.throws(() => parse('max_batch_size: "8"'), /expects a number/);
-  assert.throws(() => parse('name: "a" name: "b"'), /specified multiple times/);
-  assert.throws(() => parse('input { name: "a"'), /unexpected end of input/);
+  assert.deepEqual(config.ensemble_scheduling?.step[0]?.input_map, { i: 'a' });
+  assert.equal(config.ensemble_scheduling?.step[0]?.model_version, -1);
+  assert.equal(config.dynamic_batching, undefined); // the unset member of a oneof
+
+  // Refused as protobuf's text parsers refuse them, with what is wrong.
+  assert.throws(
+    () => parseModelConfig('dynamic_batching { } ensemble_scheduling { }'),
+    /oneof "scheduling_choice" is already set/,
+  );
+  assert.throws(
+    () => parseModelConfig('input { data_type: TYPE_NOPE }'),
+    /unknown enum value "TYPE_NOPE" for enum inference.DataType/,
+  );
+  assert.throws(() => parseModelConfig('max_batch_size: "8"'), /expected an integer, got a string/);
+  assert.throws(() => parseModelConfig('max_batch_size: 1.5'), /expected an integer/);
+  assert.throws(() => parseModelConfig('version_policy { latest { num_versions: -1 } }'), /unsigned field/);
+  assert.throws(() => parseModelConfig('name: "a" name: "b"'), /non-repeated field "name" is repeated/);
+  assert.throws(() => parseModelConfig('input { name: "a"'), /unexpected end of input/);
+  assert.throws(() => parseModelConfig('name: "a'), /unterminated string/);
+  assert.throws(
+    () => parseModelConfig('input { nme: "a" }'),
+    /unknown field "nme" for message inference.ModelInput/,
+  );
+});
+
+void test('Triton config fields the local server does not act on load, and ModelConfig returns the config as parsed', async () => {
+  const repo = await copyRepo(['llm_lower']);
+  await editConfig(repo, 'llm_lower', (t) =>
+    t
+      .replace(
+        'dynamic_batching { }',
+        `dynamic_batching {
+           preferred_batch_size: [ 4, 8 ]
+           max_queue_delay_microseconds: 100
+           default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 5000 max_queue_size: 16 }
+           priority_queue_policy { key: 1 value: { max_queue_size: 4 } }
+         }`,
+      )
+      .concat(
+        `
+instance_group [ { kind: KIND_CPU count: 2 rate_limiter { resources [ { name: "r" count: 1 } ] } } ]
+model_warmup [ { name: "zeros" batch_size: 1
+  inputs { key: "input_ids" value: { data_type: TYPE_INT64 dims: [ 4 ] zero_data: true } } } ]
+response_cache { enable: false }
+model_transaction_policy { decoupled: false }
+`,
+      ),
+  );
+  const text = await readFile(join(repo, 'llm_lower', 'config.pbtxt'), 'utf8');
+  const parsed = parseModelConfig(text);
+  assert.equal(parsed.dynamic_batching?.default_queue_policy?.timeout_action, 'DELAY');
+  assert.equal(parsed.dynamic_batching?.priority_queue_policy[1]?.max_queue_size, 4);
+  assert.equal(parsed.instance_group[0]?.rate_limiter?.resources[0]?.name, 'r');
+  assert.equal(parsed.model_warmup[0]?.inputs.input_ids?.input_data_type, 'zero_data');
+
+  const server = await startModelServer({ repository: repo });
+  const client = new TritonClient({ address: server.address });
+  try {
+    assert.deepEqual(await client.modelConfig('llm_lower'), parsed);
+  } finally {
+    client.close();
+    await server.close();
+  }
 });

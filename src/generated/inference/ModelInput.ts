@@ -32,6 +32,7 @@ export interface ModelInput {
   'is_shape_tensor'?: (boolean);
   'allow_ragged_batch'?: (boolean);
   'optional'?: (boolean);
+  'is_non_linear_format_io'?: (boolean);
 }
 
 export interface ModelInput__Output {
@@ -43,4 +44,5 @@ export interface ModelInput__Output {
   'is_shape_tensor': (boolean);
   'allow_ragged_batch': (boolean);
   'optional': (boolean);
+  'is_non_linear_format_io': (boolean);
 }
