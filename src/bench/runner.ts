@@ -140,8 +140,8 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
     if (has('memory') && modelServer !== undefined) await benchMemory(ctx, modelServer.address);
     if (has('retriever')) await benchRetrieverSection(ctx);
     if (has('exclusion')) await benchExclusionSection(ctx);
-    if (options.profile && modelServer !== undefined && calibration !== undefined)
-      await profileGateway(ctx, modelServer, calibration.target, userPrefix);
+    if (options.profile && modelServer !== undefined && (calibration !== undefined || has('ingest')))
+      await profileGateway(ctx, modelServer, calibration?.target, userPrefix);
   } finally {
     await runner.close();
     for (const host of [...hosts].reverse()) await host.stop().catch(() => undefined);

@@ -1,6 +1,6 @@
 /**
- * CPU profiles of a separate gateway at saturation (Recommend, then Ingest): the profiler perturbs what it
- * measures, so the measured sections never run under it.
+ * CPU profiles of a separate gateway at saturation (Recommend, then Ingest, each when its section runs): the
+ * profiler perturbs what it measures, so the measured sections never run under it.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,10 +13,11 @@ import { ingestSpec } from './ingest.js';
 import { seed, seedEvents, waitForEncodings } from './seeding.js';
 import { tokenMetadataFromEnv } from '../../shared/transport.js';
 
+/** `recommendTarget` undefined: Ingest only (the Recommend load was not calibrated in this run). */
 export async function profileGateway(
   ctx: BenchContext,
   modelServer: ServerHost,
-  recommendTarget: TargetSpec,
+  recommendTarget: TargetSpec | undefined,
   userPrefix: string,
 ): Promise<void> {
   const { options, runner, report, runId, log } = ctx;
@@ -26,20 +27,29 @@ export async function profileGateway(
     gatewayOptions(modelServer.address, await ctx.newDataDir(), options),
   );
   const client = new RecommenderClient(profiled.address, tokenMetadataFromEnv());
-  const target = { ...recommendTarget, address: profiled.address };
+  const sections = [
+    ...(recommendTarget === undefined ? [] : (['recommend'] as const)),
+    ...(options.sections.has('ingest') ? (['ingest'] as const) : []),
+  ];
   try {
     await client.waitForReady();
-    await seed(
-      client,
-      seedEvents(userPrefix, options.users, options.eventsPerUser, ctx.catalog.items, `${runId}p`),
-    );
-    await waitForEncodings(client, [`${userPrefix}0`], 60_000);
-    for (const section of ['recommend', 'ingest'] as const) {
+    if (recommendTarget !== undefined) {
+      await seed(
+        client,
+        seedEvents(userPrefix, options.users, options.eventsPerUser, ctx.catalog.items, `${runId}p`),
+      );
+      await waitForEncodings(client, [`${userPrefix}0`], 60_000);
+    }
+    for (const section of sections) {
       const file = join(options.profileDir, `gateway-${section}-${runId}.cpuprofile`);
       const measured = closedLoop(options, 64);
-      if (section === 'recommend') await runner.run(target, { ...measured, durationMs: 1000 });
+      const target =
+        section === 'recommend' && recommendTarget !== undefined
+          ? { ...recommendTarget, address: profiled.address }
+          : undefined;
+      if (target !== undefined) await runner.run(target, { ...measured, durationMs: 1000 });
       await profiled.startProfile();
-      if (section === 'recommend') {
+      if (target !== undefined) {
         await runner.run(target, { ...measured, warmupMs: 0 });
       } else {
         await runner.ingest({
