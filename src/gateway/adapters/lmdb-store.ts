@@ -1,18 +1,20 @@
 /**
- * Embedded durable MemoryStore on LMDB (the `lmdb` package). Writes of concurrent events are committed together
- * in batched transactions off the main thread (group commit); `append` resolves only after the commit is flushed
- * to disk, so an acked event survives kill -9 of the process and a power cut.
+ * Embedded durable MemoryStore on LMDB (the `lmdb` package). Group commit: the appends and encodings submitted in
+ * one event-loop turn (concurrent streams and users alike) are applied in submission order by one transaction
+ * callback (synchronous puts, as the bulk import's `appendMany`), committed off the main thread; `append` resolves
+ * only after that commit is flushed to disk, so an acked event survives kill -9 of the process and a power cut.
  *
  * Layout (ordered-binary array keys): ['e', user, timestampMs, seq] → entry, ['i', user, eventId] → seq
  * (idempotency) and ['q', user, seq] → eventId (its arrival order), ['c', user] → last seq; the consumed set: ['s', user, itemId] → [timestampMs, seq] of the item's
  * newest event, and ['o', user, timestampMs, seq] → itemId, its recency order (the oldest are evicted beyond
  * `consumedMax`). The consumed item is written in the same transaction as the event. One gateway process owns a data directory (lmdb's lock allows more
  * readers, but the sequence numbers are handed out in-process), and the
- * idempotency key guards the write itself (`ifNoExists`), so a duplicate can never be stored twice. Entries above the
- * history cap are trimmed right after the commit (so the cap may be exceeded by in-flight appends for a moment).
+ * idempotency key is checked inside the writing transaction, so a duplicate can never be stored twice.
  * The idempotency index is bounded per user: each append's transaction drops the keys of appends more than
- * `idempotencyMax` sequence numbers older (a resend caught here also takes a number), never fewer than the history
+ * `idempotencyMax` sequence numbers older, never fewer than the history
  * plus window context, so a stored event is always a duplicate; a resend from beyond the bound is accepted again.
+ * The history cap, the consumed set's bound and encodings are applied inside the same transaction as the appends,
+ * so no step reads state that a queued write is about to change.
  *
  * Read cache: `read` keeps the decoded entries (vectors included) of the most recently read users, shared between
  * callers (read-only), so repeated Recommends of an unchanged user skip the decode. A history is cached on its second
@@ -28,6 +30,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { open, type Key, type RootDatabase } from 'lmdb';
+import { Coalescer } from '../../shared/coalescer.js';
 import { AppError, throwIfAborted } from '../../shared/errors.js';
 import type { AppendResult, MemoryStore, NewEvent, StoredEntry, VectorUpdate } from '../domain/ports.js';
 import { KeyedMutex } from '../domain/keyed-mutex.js';
@@ -60,6 +63,30 @@ function entryOf(key: Key, v: EntryValue): StoredEntry {
 function consumedRange(u: string): { start: Key; end: Key } {
   return { start: ['s', u], end: ['s', `${u}\u001f`] };
 }
+
+/** One write of a group commit: an append, or encodings of one user. */
+type BatchedWrite =
+  | {
+      kind: 'append';
+      event: NewEvent;
+      maxHistory: number;
+      context: number;
+      /** Taken when `append` was called (a resend caught in the transaction leaves it unused); else taken there. */
+      seq?: number;
+    }
+  | { kind: 'vectors'; userId: string; updates: VectorUpdate[] };
+
+/** An append's result, with the sequence numbers its transaction trimmed from the user's history (for the tails). */
+interface BatchedResult {
+  append?: AppendResult;
+  trimmed?: number[];
+}
+
+/**
+ * Most writes per group commit: one transaction callback holds the main thread for its whole batch (~10 µs per
+ * append), so a burst is cut into several commits.
+ */
+const MAX_COMMIT_BATCH = 1024;
 
 /** Vectors per shared allocation in `read` (a full history is 109 entries). */
 const VECTORS_PER_POOL = 128;
@@ -114,7 +141,7 @@ export class LmdbMemoryStore implements MemoryStore {
   /** Last arrival sequence per user, ahead of what is committed. */
   private readonly seqs = new Map<string, number>();
   /** Appends issued but not yet committed, per user and event id. */
-  private readonly pending = new Map<string, Map<string, Promise<boolean>>>();
+  private readonly pending = new Map<string, Map<string, Promise<unknown>>>();
   private readonly forgetting = new Map<string, Promise<number>>();
   /** Decoded histories, least recently read first. */
   private readonly cache = new Map<string, readonly StoredEntry[]>();
@@ -132,6 +159,12 @@ export class LmdbMemoryStore implements MemoryStore {
   private closed = false;
   private readonly consumedMax: number;
   private readonly idempotencyMax: number;
+  /** Appends and encodings of one event-loop turn, committed as one transaction. */
+  private readonly commits = new Coalescer<BatchedWrite, BatchedResult>({
+    maxBatch: MAX_COMMIT_BATCH,
+    delayMs: 0,
+    run: (batch) => this.commit(batch),
+  });
 
   constructor(dataDir: string, options: LmdbStoreOptions = {}) {
     this.cachedUsers = options.cachedUsers ?? DEFAULT_CACHED_USERS;
@@ -157,89 +190,148 @@ export class LmdbMemoryStore implements MemoryStore {
     const { userId: u, eventId } = event;
     const forgetting = this.forgetting.get(u);
     if (forgetting !== undefined) await forgetting;
-    const idemKey: Key = ['i', u, eventId];
     let pending = this.pending.get(u);
     const inFlight = pending?.get(eventId);
-    // A duplicate of a committed event is also caught by `ifNoExists` below (written = false), so no read here.
+    // A duplicate of a committed event is caught inside the transaction, so no read here.
     if (inFlight !== undefined) {
       // A duplicate is acked only once the original is durable, like the original itself.
-      await inFlight?.catch(() => undefined);
+      await inFlight.catch(() => undefined);
       await this.db.flushed;
       return { status: 'duplicate' };
     }
-    // Decided synchronously (one JS thread), so appends of one user never wait for each other's commits;
-    // the write itself is conditional on the idempotency key, and lmdb commits concurrent appends together.
+    // The arrival order is decided synchronously (one JS thread), in call order.
     const seq = this.nextSeq(u);
     const write = this.write(u, () =>
-      this.db.ifNoExists(idemKey, () => {
-        void this.db.put(idemKey, seq);
-        void this.db.put(['c', u], seq);
-        void this.db.put(['e', u, event.timestampMs, seq], {
-          id: eventId,
-          item: event.itemId,
-          tok: event.token,
-        });
-        this.putConsumed(u, event.itemId, event.timestampMs, seq);
-        void this.db.put(['q', u, seq], eventId);
-        this.evictIdempotency(u, seq - Math.max(this.idempotencyMax, maxHistory + context));
-      }),
+      this.commits.submit({ kind: 'append', event, maxHistory, context, seq }),
     );
-    if (pending === undefined) this.pending.set(u, (pending = new Map<string, Promise<boolean>>()));
+    if (pending === undefined) this.pending.set(u, (pending = new Map<string, Promise<unknown>>()));
     pending.set(eventId, write);
-    let written: boolean;
     try {
-      written = await write;
+      return (await write).append as AppendResult;
     } finally {
       pending.delete(eventId);
       if (pending.size === 0) this.pending.delete(u);
     }
-    if (written)
-      this.tailInsert(u, {
-        eventId,
-        itemId: event.itemId,
-        token: event.token,
-        timestampMs: event.timestampMs,
-        seq,
-      });
-    await this.db.flushed;
-    if (!written) return { status: 'duplicate' };
-    // A user can hold more consumed items than events only if seq exceeds the bound: counted natively, cheap.
-    if (seq > this.consumedMax && this.db.getKeysCount(consumedRange(u)) > this.consumedMax)
-      await this.locks.run(u, () => this.evictConsumed(u));
-    let dropped = false;
-    // Sequence numbers start at 1 per user (again after forget), so a user never holds more entries than `seq`.
-    const count = seq > maxHistory ? this.db.getKeysCount({ start: ['e', u], end: ['e', u, MAX_TS] }) : 0;
-    if (count > maxHistory) {
-      const keep = maxHistory + context;
-      const removed = count > keep ? await this.locks.run(u, () => this.trim(u, keep)) : [];
-      dropped =
-        removed.some((k) => k[2] === event.timestampMs && k[3] === seq) ||
-        // Still stored, but among the window-context entries older than the history view?
-        this.db.getKeysCount({ start: ['e', u, event.timestampMs, seq], end: ['e', u, MAX_TS] }) > maxHistory;
-    }
-    return { status: 'accepted', seq, dropped };
-  }
-
-  /** Drops the oldest entries beyond the cap (an event older than all retained ones goes at once). */
-  private async trim(u: string, maxHistory: number): Promise<unknown[][]> {
-    // Newest first, skipping the `maxHistory` kept in the cursor itself: only the keys to remove are decoded.
-    const range = { start: ['e', u, MAX_TS], end: ['e', u], reverse: true, offset: maxHistory };
-    const removed = [...this.db.getKeys(range)] as unknown[][];
-    if (removed.length === 0) return [];
-    await this.write(u, () => Promise.all(removed.map((key) => this.db.remove(key as Key))));
-    const tail = this.tails.get(u);
-    if (tail !== undefined) {
-      const gone = new Set(removed.map((k) => k[3] as number));
-      tail.entries = tail.entries.filter((e) => !gone.has(e.seq));
-    }
-    await this.db.flushed;
-    return removed;
   }
 
   /**
-   * Queues (inside the append's conditional write) the consumed item's recency: only an event newer than the item's
-   * newest known one moves it. The read is of committed state; a racing append of the same item may leave an older
-   * order key behind, which eviction recognises (its seq no longer matches) and removes.
+   * One group commit: the writes in submission order inside one transaction, then (once flushed) the tails updated
+   * with what it committed. A failed transaction commits nothing: the in-process sequence counters of its users,
+   * which may have run ahead, are re-read from the store.
+   */
+  private async commit(batch: BatchedWrite[]): Promise<BatchedResult[]> {
+    let results: BatchedResult[];
+    try {
+      results = await this.db.transaction(() => this.applyBatch(batch));
+    } catch (error) {
+      for (const w of batch) if (w.kind === 'append') this.seqs.delete(w.event.userId);
+      throw error;
+    }
+    await this.db.flushed;
+    batch.forEach((w, i) => {
+      const r = results[i] as BatchedResult;
+      if (w.kind === 'vectors') {
+        this.tailSetKeys(w.userId, w.updates);
+        return;
+      }
+      const { event } = w;
+      if (r.trimmed !== undefined) this.tailDrop(event.userId, r.trimmed);
+      const seq = r.append?.seq;
+      if (seq !== undefined) {
+        this.tailInsert(event.userId, {
+          eventId: event.eventId,
+          itemId: event.itemId,
+          token: event.token,
+          timestampMs: event.timestampMs,
+          seq,
+        });
+      }
+    });
+    return results;
+  }
+
+  /**
+   * Inside the write transaction: each append (idempotency check, sequence number, entry, consumed item) and each
+   * encoding in order, then every appended user trimmed to its cap and its consumed set to its bound once. Trimming
+   * once at the end keeps the same entries as trimming after every append (both keep the newest
+   * `maxHistory + context` by key). `dropped`: the event is not among the `maxHistory` newest after the batch.
+   */
+  private applyBatch(batch: readonly BatchedWrite[]): BatchedResult[] {
+    const results: BatchedResult[] = [];
+    /** Per appended user: the batch indexes of its accepted appends. */
+    const appended = new Map<string, number[]>();
+    batch.forEach((w, i) => {
+      if (w.kind === 'vectors') {
+        this.putVectorsInTxn(w.userId, w.updates);
+        results.push({});
+        return;
+      }
+      const seq = this.appendInTxn(w.event, w.maxHistory + w.context, w.seq);
+      if (seq === undefined) {
+        results.push({ append: { status: 'duplicate' } });
+        return;
+      }
+      results.push({ append: { status: 'accepted', seq, dropped: false } });
+      const indexes = appended.get(w.event.userId);
+      if (indexes === undefined) appended.set(w.event.userId, [i]);
+      else indexes.push(i);
+    });
+    for (const [u, indexes] of appended) {
+      const last = batch[indexes[indexes.length - 1] as number] as BatchedWrite & { kind: 'append' };
+      const seq = (results[indexes[indexes.length - 1] as number] as BatchedResult).append?.seq ?? 0;
+      // A user can hold more consumed items than events only if seq exceeds the bound: counted natively, cheap.
+      if (seq > this.consumedMax) this.evictConsumedInTxn(u);
+      // Sequence numbers start at 1 per user (again after forget), so a user never holds more entries than `seq`.
+      if (seq <= last.maxHistory) continue;
+      const entries = { start: ['e', u], end: ['e', u, MAX_TS] };
+      const count = this.db.getKeysCount(entries);
+      if (count <= last.maxHistory) continue;
+      const keep = last.maxHistory + last.context;
+      // Newest first, skipping the `keep` kept in the cursor itself: only the keys to remove are decoded.
+      const removed: number[] = [];
+      if (count > keep) {
+        const newestFirst = { start: ['e', u, MAX_TS], end: ['e', u], reverse: true, offset: keep };
+        for (const key of this.db.getKeys(newestFirst)) {
+          removed.push((key as [string, string, number, number])[3]);
+          void this.db.remove(key);
+        }
+      }
+      for (const i of indexes) {
+        const { event } = batch[i] as BatchedWrite & { kind: 'append' };
+        const r = results[i] as BatchedResult;
+        const append = r.append as AppendResult;
+        const eventSeq = append.seq as number;
+        if (removed.length > 0) r.trimmed = removed;
+        append.dropped =
+          removed.includes(eventSeq) ||
+          // Still stored, but among the window-context entries older than the history view?
+          this.db.getKeysCount({ start: ['e', u, event.timestampMs, eventSeq], end: ['e', u, MAX_TS] }) >
+            last.maxHistory;
+      }
+    }
+    return results;
+  }
+
+  /** Inside the write transaction: one append; its sequence number, or undefined for a duplicate. */
+  private appendInTxn(event: NewEvent, keep: number, taken: number | undefined): number | undefined {
+    const { userId: u, eventId } = event;
+    const idemKey: Key = ['i', u, eventId];
+    // Reads inside the transaction see its own writes: a duplicate within the batch is caught too.
+    if (this.db.doesExist(idemKey)) return undefined;
+    const seq = taken ?? this.nextSeq(u);
+    void this.db.put(idemKey, seq);
+    void this.db.put(['c', u], seq);
+    void this.db.put(['e', u, event.timestampMs, seq], { id: eventId, item: event.itemId, tok: event.token });
+    this.putConsumed(u, event.itemId, event.timestampMs, seq);
+    void this.db.put(['q', u, seq], eventId);
+    this.evictIdempotency(u, seq - Math.max(this.idempotencyMax, keep));
+    return seq;
+  }
+
+  /**
+   * Inside the append's transaction: the consumed item's recency; only an event newer than the item's newest known
+   * one moves it. An order key left behind by an older version of the store is recognised by eviction (its seq no
+   * longer matches) and removed.
    */
   private putConsumed(u: string, itemId: string, ts: number, seq: number): void {
     const key: Key = ['s', u, itemId];
@@ -251,8 +343,8 @@ export class LmdbMemoryStore implements MemoryStore {
   }
 
   /**
-   * Queues (inside the append's conditional write) the removal of the idempotency keys of appends up to sequence
-   * number `upTo`: normally the one that just left the bound, plus any an in-flight append left behind.
+   * Inside the append's transaction: removes the idempotency keys of appends up to sequence number `upTo`: normally
+   * the one that just left the bound.
    */
   private evictIdempotency(u: string, upTo: number): void {
     if (upTo < 1) return;
@@ -264,8 +356,8 @@ export class LmdbMemoryStore implements MemoryStore {
     }
   }
 
-  /** Drops the user's oldest consumed items beyond `consumedMax` (and stale order keys on the way). */
-  private async evictConsumed(u: string): Promise<void> {
+  /** Inside a write transaction: drops the user's oldest consumed items beyond `consumedMax` (and stale order keys). */
+  private evictConsumedInTxn(u: string): void {
     let excess = this.db.getKeysCount(consumedRange(u)) - this.consumedMax;
     if (excess <= 0) return;
     const removals: Key[] = [];
@@ -280,8 +372,7 @@ export class LmdbMemoryStore implements MemoryStore {
         excess--;
       }
     }
-    await this.write(u, () => Promise.all(removals.map((key) => this.db.remove(key))));
-    await this.db.flushed;
+    for (const key of removals) void this.db.remove(key);
   }
 
   async consumed(userId: string, signal?: AbortSignal): Promise<string[]> {
@@ -414,23 +505,14 @@ export class LmdbMemoryStore implements MemoryStore {
     }
   }
 
-  async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {
-    this.assertOpen();
-    if (updates.length === 0) return;
-    await this.locks.run(userId, () => this.write(userId, () => this.writeVectors(userId, updates)));
+  /** Drops trimmed entries from the user's tail. */
+  private tailDrop(u: string, seqs: readonly number[]): void {
+    const tail = this.tails.get(u);
+    if (tail !== undefined) tail.entries = tail.entries.filter((e) => !seqs.includes(e.seq));
   }
 
-  private async writeVectors(userId: string, updates: VectorUpdate[]): Promise<void> {
-    // Point lookups by key ([user, timestamp, seq] is the entry's key): no scan of the history.
-    const writes: Promise<boolean>[] = [];
-    for (const up of updates) {
-      const key: Key = ['e', userId, up.timestampMs, up.seq];
-      const v = this.db.get(key) as EntryValue | undefined;
-      if (v === undefined) continue; // trimmed or forgotten meanwhile
-      const bytes = new Uint8Array(up.vector.buffer, up.vector.byteOffset, up.vector.byteLength);
-      writes.push(this.db.put(key, { id: v.id, item: v.item, tok: v.tok, k: up.encKey, v: bytes }));
-    }
-    await Promise.all(writes);
+  /** Sets committed encoding keys in the user's tail. */
+  private tailSetKeys(userId: string, updates: readonly VectorUpdate[]): void {
     const tail = this.tails.get(userId);
     if (tail === undefined) return;
     // Replaced, not changed: arrays handed out by `readTail` are copies, but they share their entries.
@@ -448,6 +530,26 @@ export class LmdbMemoryStore implements MemoryStore {
         seq: e.seq,
         encKey: up.encKey,
       };
+    }
+  }
+
+  async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {
+    this.assertOpen();
+    if (updates.length === 0) return;
+    await this.locks.run(userId, () =>
+      this.write(userId, () => this.commits.submit({ kind: 'vectors', userId, updates })),
+    );
+  }
+
+  /** Inside a write transaction: encodings of entries that still exist (trimmed or forgotten ones are skipped). */
+  private putVectorsInTxn(userId: string, updates: readonly VectorUpdate[]): void {
+    // Point lookups by key ([user, timestamp, seq] is the entry's key): no scan of the history.
+    for (const up of updates) {
+      const key: Key = ['e', userId, up.timestampMs, up.seq];
+      const v = this.db.get(key) as EntryValue | undefined;
+      if (v === undefined) continue;
+      const bytes = new Uint8Array(up.vector.buffer, up.vector.byteOffset, up.vector.byteLength);
+      void this.db.put(key, { id: v.id, item: v.item, tok: v.tok, k: up.encKey, v: bytes });
     }
   }
 
@@ -493,11 +595,8 @@ export class LmdbMemoryStore implements MemoryStore {
   }
 
   /**
-   * One write transaction for the whole batch (the bulk import's path): idempotency check, sequence number, entry
-   * and consumed item per event in array order, then each touched user trimmed to the cap once (and its consumed
-   * set to its bound). Trimming once at the end keeps
-   * the same entries as trimming after every append (both keep the newest `maxHistory + context` by key), so the
-   * result equals that of `append` one by one. Keep the two in step when the entry layout changes.
+   * One group commit for the whole batch (the bulk import's path), written like the appends of one event-loop turn
+   * (`applyBatch`), so the result equals that of `append` one by one.
    */
   async appendMany(
     events: readonly NewEvent[],
@@ -513,51 +612,6 @@ export class LmdbMemoryStore implements MemoryStore {
         return [...(this.pending.get(u)?.values() ?? []), ...(forgetting === undefined ? [] : [forgetting])];
       }),
     ).catch(() => undefined);
-    const keep = maxHistory + context;
-    const write = async () => {
-      const statuses = await this.db.transaction(() => {
-        const out: AppendResult['status'][] = [];
-        const seen = new Set<string>(); // duplicates within the batch, whatever reads inside the txn return
-        for (const event of events) {
-          const { userId: u, eventId } = event;
-          const idemKey: Key = ['i', u, eventId];
-          const once = JSON.stringify([u, eventId]);
-          if (seen.has(once) || this.db.get(idemKey) !== undefined) {
-            out.push('duplicate');
-            continue;
-          }
-          seen.add(once);
-          const seq = this.nextSeq(u);
-          void this.db.put(idemKey, seq);
-          void this.db.put(['c', u], seq);
-          void this.db.put(['e', u, event.timestampMs, seq], {
-            id: eventId,
-            item: event.itemId,
-            tok: event.token,
-          });
-          this.putConsumed(u, event.itemId, event.timestampMs, seq);
-          void this.db.put(['q', u, seq], eventId);
-          this.evictIdempotency(u, seq - Math.max(this.idempotencyMax, keep));
-          out.push('accepted');
-        }
-        for (const u of users) {
-          const range = {
-            start: ['e', u, MAX_TS],
-            end: ['e', u],
-            reverse: true,
-            offset: keep,
-          };
-          for (const key of this.db.getKeys(range)) void this.db.remove(key);
-        }
-        return out;
-      });
-      await this.db.flushed;
-      for (const u of users) {
-        if (this.db.getKeysCount(consumedRange(u)) > this.consumedMax)
-          await this.locks.run(u, () => this.evictConsumed(u));
-      }
-      return statuses;
-    };
     for (const u of users) {
       this.tails.delete(u);
       this.cache.delete(u);
@@ -565,11 +619,10 @@ export class LmdbMemoryStore implements MemoryStore {
       this.writing.set(u, (this.writing.get(u) ?? 0) + 1);
     }
     try {
-      return await write();
-    } catch (error) {
-      // Nothing of a failed transaction is committed; the in-process sequence counters may have run ahead.
-      for (const u of users) this.seqs.delete(u);
-      throw error;
+      const results = await this.commit(
+        events.map((event) => ({ kind: 'append', event, maxHistory, context }) as const),
+      );
+      return results.map((r) => (r.append as AppendResult).status);
     } finally {
       for (const u of users) {
         const left = (this.writing.get(u) ?? 1) - 1;
