@@ -104,6 +104,9 @@ export interface BenchReport {
   /** lmdb alone with the gateway's durable append pattern, same outstanding appends as the Ingest load. */
   store_floor: StoreFloorFigure | null;
   ingest_to_store_floor_ratio: number | null;
+  /** The Redis store adapter alone (its append script), same outstanding appends as the Ingest load. */
+  redis_store_floor: StoreFloorFigure | null;
+  ingest_redis_to_store_floor_ratio: number | null;
   model_bytes_per_request: { request: number; response: number; calls: number } | null;
   message_bytes: { request: number; response: number } | null;
   exclusion: ExclusionFigure | null;
@@ -157,6 +160,8 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     bytes_per_user: {},
     store_floor: null,
     ingest_to_store_floor_ratio: null,
+    redis_store_floor: null,
+    ingest_redis_to_store_floor_ratio: null,
     model_bytes_per_request: null,
     message_bytes: null,
     exclusion: null,
@@ -198,6 +203,10 @@ export function finalizeReport(report: BenchReport): BenchReport {
   report.ingest_redis_eps = redisClosed === undefined ? null : Math.round(redisClosed.eps);
   report.ingest_p99_ms = lmdbClosed?.ack_latency.p99_ms ?? null;
   report.ingest_to_store_floor_ratio = ratio(report.ingest_eps, report.store_floor?.eps ?? null);
+  report.ingest_redis_to_store_floor_ratio = ratio(
+    report.ingest_redis_eps,
+    report.redis_store_floor?.eps ?? null,
+  );
 
   const check = (
     name: string,
@@ -401,6 +410,14 @@ export function renderMarkdown(report: BenchReport): string {
       `${f.eps} / ${fmt(f.ack_latency.p99_ms)} / ${fmt(f.cpu_ms_per_event, 3)}`,
     ]);
     extras.push(['ingest (lmdb, closed) / ingest floor', fmt(report.ingest_to_store_floor_ratio, 3)]);
+  }
+  if (report.redis_store_floor !== null) {
+    const f = report.redis_store_floor;
+    extras.push([
+      `ingest floor: Redis store alone, ${f.outstanding} outstanding (events/s, ack p99 ms, CPU ms/event)`,
+      `${f.eps} / ${fmt(f.ack_latency.p99_ms)} / ${fmt(f.cpu_ms_per_event, 3)}`,
+    ]);
+    extras.push(['ingest (Redis, closed) / Redis floor', fmt(report.ingest_redis_to_store_floor_ratio, 3)]);
   }
   for (const [store, bytes] of Object.entries(report.bytes_per_user)) {
     extras.push([`bytes per user (${store})`, fmt(bytes, 0)]);

@@ -2,24 +2,27 @@
  * The ingest floor: what lmdb itself sustains for the gateway's durable append pattern (idempotency key,
  * per-user counter and the entry, written together under `ifNoExists`, acked after `flushed`), with the same
  * number of appends outstanding as the Ingest load. Ingest figures are read against it like Recommend against
- * the echo floor: the gap is the gateway's own cost (gRPC, validation, encoding, telemetry).
+ * the echo floor: the gap is the gateway's own cost (gRPC, validation, encoding, telemetry). The Redis floor is
+ * the gateway's Redis store adapter driven directly (its append script, same outstanding appends and users).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
 import { open } from 'lmdb';
+import { RedisMemoryStore } from '../../gateway/adapters/redis-store.js';
 import { createHistogram, recordMs, summarize } from '../histogram.js';
 import type { StoreFloorFigure } from '../report.js';
 import type { BenchContext } from './context.js';
+import { deleteRedisPrefix } from './redis-keys.js';
 
-export async function benchStoreFloor(
+/** `outstanding` loops of `append(n)` (n counts up across loops) for `durationMs`: events/s, ack latency, CPU. */
+async function drive(
   outstanding: number,
-  users: number,
   durationMs: number,
+  append: (n: number) => Promise<unknown>,
 ): Promise<StoreFloorFigure> {
-  const dir = await mkdtemp(join(tmpdir(), 'automr-store-floor-'));
-  const db = open<unknown, (string | number)[]>({ path: join(dir, 'memory.mdb'), compression: false });
   const histogram = createHistogram();
   let sequence = 0;
   let done = 0;
@@ -28,34 +31,74 @@ export async function benchStoreFloor(
   const end = start + durationMs;
   const appender = async (): Promise<void> => {
     while (performance.now() < end) {
-      const n = sequence++;
-      const user = `u${n % users}`;
-      const eventId = `e${n}`;
       const t0 = performance.now();
-      const written = db.ifNoExists(['i', user, eventId], () => {
-        void db.put(['i', user, eventId], n);
-        void db.put(['c', user], n);
-        void db.put(['e', user, 1_700_000_000_000 + n, n], { id: eventId, item: 'item', tok: 3 });
-      });
-      await written;
-      await db.flushed;
+      await append(sequence++);
       recordMs(histogram, performance.now() - t0);
       done += 1;
     }
   };
+  await Promise.all(Array.from({ length: outstanding }, appender));
+  const elapsedS = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  return {
+    outstanding,
+    eps: Math.round(done / elapsedS),
+    ack_latency: summarize(histogram),
+    cpu_ms_per_event: Math.round(((cpu.user + cpu.system) / done / 1000) * 1000) / 1000,
+  };
+}
+
+export async function benchStoreFloor(
+  outstanding: number,
+  users: number,
+  durationMs: number,
+): Promise<StoreFloorFigure> {
+  const dir = await mkdtemp(join(tmpdir(), 'automr-store-floor-'));
+  const db = open<unknown, (string | number)[]>({ path: join(dir, 'memory.mdb'), compression: false });
   try {
-    await Promise.all(Array.from({ length: outstanding }, appender));
-    const elapsedS = (performance.now() - start) / 1000;
-    const cpu = process.cpuUsage(cpuBefore);
-    return {
-      outstanding,
-      eps: Math.round(done / elapsedS),
-      ack_latency: summarize(histogram),
-      cpu_ms_per_event: Math.round(((cpu.user + cpu.system) / done / 1000) * 1000) / 1000,
-    };
+    return await drive(outstanding, durationMs, async (n) => {
+      const user = `u${n % users}`;
+      const eventId = `e${n}`;
+      await db.ifNoExists(['i', user, eventId], () => {
+        void db.put(['i', user, eventId], n);
+        void db.put(['c', user], n);
+        void db.put(['e', user, 1_700_000_000_000 + n, n], { id: eventId, item: 'item', tok: 3 });
+      });
+      await db.flushed;
+    });
   } finally {
     await db.close();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The Redis store adapter alone (no gateway): its durable append, `outstanding` at a time. */
+export async function benchRedisStoreFloor(
+  url: string,
+  outstanding: number,
+  users: number,
+  durationMs: number,
+): Promise<StoreFloorFigure> {
+  const prefix = `automr-bench-floor-${randomBytes(4).toString('hex')}`;
+  const store = new RedisMemoryStore({ url, prefix });
+  try {
+    if (!(await store.ready())) throw new Error(`Redis at ${url} is not ready`);
+    return await drive(outstanding, durationMs, (n) =>
+      store.append(
+        {
+          userId: `u${n % users}`,
+          eventId: `e${n}`,
+          itemId: 'item',
+          token: 3,
+          timestampMs: 1_700_000_000_000 + n,
+        },
+        100,
+        9,
+      ),
+    );
+  } finally {
+    await store.close();
+    await deleteRedisPrefix(url, prefix).catch(() => undefined);
   }
 }
 
@@ -70,4 +113,18 @@ export async function benchStoreFloorSection(ctx: BenchContext): Promise<void> {
   ctx.log(
     `store floor (lmdb alone, ${floor.outstanding} outstanding): ${floor.eps} events/s, ack p99 ${floor.ack_latency.p99_ms} ms`,
   );
+  try {
+    const redis = await benchRedisStoreFloor(
+      options.redisUrl,
+      options.ingestStreams * options.ingestWindow,
+      options.quick ? 2_000 : 10_000,
+      options.durationMs,
+    );
+    ctx.report.redis_store_floor = redis;
+    ctx.log(
+      `store floor (Redis alone, ${redis.outstanding} outstanding): ${redis.eps} events/s, ack p99 ${redis.ack_latency.p99_ms} ms`,
+    );
+  } catch (error) {
+    ctx.note(`Redis store floor skipped: ${(error as Error).message}`);
+  }
 }
