@@ -104,26 +104,22 @@ export async function benchRedisStoreFloor(
 
 export async function benchStoreFloorSection(ctx: BenchContext): Promise<void> {
   const { options } = ctx;
-  const floor = await benchStoreFloor(
-    options.ingestStreams * options.ingestWindow,
-    options.quick ? 2_000 : 10_000,
-    options.durationMs,
-  );
-  ctx.report.store_floor = floor;
-  ctx.log(
-    `store floor (lmdb alone, ${floor.outstanding} outstanding): ${floor.eps} events/s, ack p99 ${floor.ack_latency.p99_ms} ms`,
-  );
+  const outstanding = options.ingestStreams * options.ingestWindow;
+  const users = options.quick ? 2_000 : 10_000;
+  const logFloor = (what: string, f: StoreFloorFigure) =>
+    ctx.log(
+      `store floor (${what} alone, ${f.outstanding} outstanding): ${f.eps} events/s, ack p99 ${f.ack_latency.p99_ms} ms`,
+    );
+  ctx.report.store_floor = await benchStoreFloor(outstanding, users, options.durationMs);
+  logFloor('lmdb', ctx.report.store_floor);
   try {
-    const redis = await benchRedisStoreFloor(
+    ctx.report.redis_store_floor = await benchRedisStoreFloor(
       options.redisUrl,
-      options.ingestStreams * options.ingestWindow,
-      options.quick ? 2_000 : 10_000,
+      outstanding,
+      users,
       options.durationMs,
     );
-    ctx.report.redis_store_floor = redis;
-    ctx.log(
-      `store floor (Redis alone, ${redis.outstanding} outstanding): ${redis.eps} events/s, ack p99 ${redis.ack_latency.p99_ms} ms`,
-    );
+    logFloor('Redis', ctx.report.redis_store_floor);
   } catch (error) {
     ctx.note(`Redis store floor skipped: ${(error as Error).message}`);
   }
