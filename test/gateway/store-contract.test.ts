@@ -418,6 +418,41 @@ void contract('redis', async () => {
   };
 });
 
+void test('redis tail cache: two gateways on one Redis, each readTail agrees with read after the other wrote or forgot', async () => {
+  const prefix = `automr-test-tails-${process.pid}-${Date.now()}`;
+  const [a, b] = [0, 1].map(() => new RedisMemoryStore({ url: REDIS_URL, prefix, idempotencyTtlMs: 60_000 }));
+  const u = 'u-shared';
+  const context = 2;
+  const view = (e: StoredEntry) => [e.eventId, e.timestampMs, e.seq];
+  const agrees = async (store: MemoryStore, since: number, what: string) => {
+    const all = await store.read(u);
+    const from = all.findIndex((e) => e.timestampMs >= since);
+    const at = from < 0 ? all.length : from;
+    assert.deepEqual(
+      (await store.readTail(u, since, context)).map(view),
+      all.slice(Math.max(0, at - context)).map(view),
+      what,
+    );
+  };
+  try {
+    assert.ok((await a!.ready()) && (await b!.ready()));
+    for (let n = 1; n <= 3; n++) await a!.append(ev(u, n, n * 10), 100, 2);
+    await agrees(a!, 30, 'a reads its tail (kept)');
+    await b!.append(ev(u, 4, 25), 100, 2); // late, inside a's window context, from the other gateway
+    await a!.append(ev(u, 5, 40), 100, 2);
+    await agrees(a!, 40, "a's next append follows b's: its tail is read again");
+    await b!.forget(u);
+    // As many appends as a had seen: a's next one takes the number after its tail's, but of a new generation.
+    for (let n = 6; n <= 10; n++) await b!.append(ev(u, n, n * 10), 100, 2);
+    await a!.append(ev(u, 11, 110), 100, 2);
+    await agrees(a!, 110, 'after a forget and as many appends elsewhere');
+    await agrees(b!, 0, 'b');
+  } finally {
+    await a!.forget(u);
+    await Promise.all([a!.close(), b!.close()]);
+  }
+});
+
 void contract('redis cluster (3 masters)', async () => {
   const cluster = await startRedisCluster({ password: 'contract p@ss' });
   return {

@@ -22,10 +22,9 @@
  * Since this process is the only writer, every write of a user drops its cached entries when it is issued and again when it completes, and a read
  * made while a write of the user is in flight is not cached: a cached history is always the committed one.
  *
- * Tail cache: `readTail` (the encoder's read after every append) keeps the newest entries of the users it read
- * (keys, no vectors), and every committed write of this process updates them in place of a new read (insert by
- * seq, set an encoding key, drop trimmed seqs; all idempotent, so a tail read between a commit and its update stays
- * right); a late event older than a partial tail, a failed write or `forget` drops the user's tail.
+ * Tail cache (`tail-cache.ts`): `readTail` (the encoder's read after every append) keeps the newest entries of the
+ * users it read (keys, no vectors), and every committed write of this process updates them in place of a new read;
+ * a late event older than a partial tail, a failed write or `forget` drops the user's tail.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -34,6 +33,7 @@ import { Coalescer } from '../../shared/coalescer.js';
 import { AppError, throwIfAborted } from '../../shared/errors.js';
 import type { AppendResult, MemoryStore, NewEvent, StoredEntry, VectorUpdate } from '../domain/ports.js';
 import { KeyedMutex } from '../domain/keyed-mutex.js';
+import { setMostRecent, TailCache } from './tail-cache.js';
 
 interface EntryValue {
   id: string;
@@ -76,10 +76,9 @@ type BatchedWrite =
     }
   | { kind: 'vectors'; userId: string; updates: VectorUpdate[] };
 
-/** An append's result, with the sequence numbers its transaction trimmed from the user's history (for the tails). */
+/** A write's result: an append's, or none for encodings. */
 interface BatchedResult {
   append?: AppendResult;
-  trimmed?: number[];
 }
 
 /**
@@ -92,34 +91,6 @@ const MAX_COMMIT_BATCH = 1024;
 const VECTORS_PER_POOL = 128;
 /** Users whose decoded history `read` keeps by default (a full history with 64-float vectors is ~45 KB). */
 const DEFAULT_CACHED_USERS = 1024;
-/** Users whose newest entries (keys, no vectors) `readTail` keeps, and how many entries each at most. */
-const TAIL_USERS = 4096;
-const TAIL_ENTRIES = 32;
-
-/**
- * The newest committed entries of a user (oldest first, no vectors), as `readTail` read them and kept up to date by
- * every committed write of this process; `all`: they are the user's whole history.
- */
-interface Tail {
-  entries: StoredEntry[];
-  all: boolean;
-}
-
-/**
- * Sets `key` as the most recent entry of an insertion-ordered map and drops the oldest beyond `limit`: the LRU
- * discipline of the store's three per-user maps.
- */
-function setMostRecent<V>(map: Map<string, V>, key: string, value: V, limit: number): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > limit) map.delete(map.keys().next().value as string);
-}
-
-/** Orders entries as their keys do: timestamp, then arrival. */
-function precedes(a: StoredEntry, ts: number, seq: number): boolean {
-  return a.timestampMs < ts || (a.timestampMs === ts && a.seq < seq);
-}
-
 export interface LmdbStoreOptions {
   /** Users whose decoded history is kept for `read` (least recently read dropped first); 0 turns it off. */
   cachedUsers?: number;
@@ -155,7 +126,7 @@ export class LmdbMemoryStore implements MemoryStore {
    * decode the window context (vectors included) again. Updated after each commit with idempotent steps (insert by
    * seq, set a key, drop by seq), so a tail read from the store while a write is in flight stays right.
    */
-  private readonly tails = new Map<string, Tail>();
+  private readonly tails = new TailCache();
   private closed = false;
   private readonly consumedMax: number;
   private readonly idempotencyMax: number;
@@ -231,20 +202,23 @@ export class LmdbMemoryStore implements MemoryStore {
     batch.forEach((w, i) => {
       const r = results[i] as BatchedResult;
       if (w.kind === 'vectors') {
-        this.tailSetKeys(w.userId, w.updates);
+        this.tails.setKeys(w.userId, w.updates);
         return;
       }
       const { event } = w;
-      if (r.trimmed !== undefined) this.tailDrop(event.userId, r.trimmed);
       const seq = r.append?.seq;
       if (seq !== undefined) {
-        this.tailInsert(event.userId, {
-          eventId: event.eventId,
-          itemId: event.itemId,
-          token: event.token,
-          timestampMs: event.timestampMs,
-          seq,
-        });
+        this.tails.insert(
+          event.userId,
+          {
+            eventId: event.eventId,
+            itemId: event.itemId,
+            token: event.token,
+            timestampMs: event.timestampMs,
+            seq,
+          },
+          w.maxHistory + w.context,
+        );
       }
     });
     return results;
@@ -301,7 +275,6 @@ export class LmdbMemoryStore implements MemoryStore {
         const r = results[i] as BatchedResult;
         const append = r.append as AppendResult;
         const eventSeq = append.seq as number;
-        if (removed.length > 0) r.trimmed = removed;
         append.dropped =
           removed.includes(eventSeq) ||
           // Still stored, but among the window-context entries older than the history view?
@@ -456,12 +429,8 @@ export class LmdbMemoryStore implements MemoryStore {
 
   readTail(userId: string, sinceTimestampMs: number, context: number): Promise<StoredEntry[]> {
     this.assertOpen();
-    const tail = this.tails.get(userId);
-    if (tail !== undefined) {
-      const from = tail.entries.findIndex((e) => e.timestampMs >= sinceTimestampMs);
-      const at = from < 0 ? tail.entries.length : from;
-      if (at >= context || tail.all) return Promise.resolve(tail.entries.slice(Math.max(0, at - context)));
-    }
+    const cached = this.tails.get(userId, sinceTimestampMs, context);
+    if (cached !== undefined) return Promise.resolve(cached);
     const entries: StoredEntry[] = [];
     let before = 0;
     let all = true;
@@ -479,58 +448,8 @@ export class LmdbMemoryStore implements MemoryStore {
       entries.push(entryOf(k, value as EntryValue));
     }
     entries.reverse();
-    if (entries.length <= TAIL_ENTRIES) {
-      setMostRecent(this.tails, userId, { entries: entries.slice(), all }, TAIL_USERS);
-    }
+    this.tails.keep(userId, entries, all);
     return Promise.resolve(entries);
-  }
-
-  /** Adds a committed entry to the user's tail (once: a tail read after the commit may hold it already). */
-  private tailInsert(u: string, entry: StoredEntry): void {
-    const tail = this.tails.get(u);
-    if (tail === undefined) return;
-    const { entries } = tail;
-    let i = entries.length;
-    while (i > 0 && !precedes(entries[i - 1] as StoredEntry, entry.timestampMs, entry.seq)) i--;
-    if (entries[i]?.seq === entry.seq) return;
-    // Older than every kept entry of a partial tail: what lies between is unknown.
-    if (i === 0 && !tail.all) {
-      this.tails.delete(u);
-      return;
-    }
-    entries.splice(i, 0, entry);
-    if (entries.length > TAIL_ENTRIES) {
-      entries.splice(0, entries.length - TAIL_ENTRIES);
-      tail.all = false;
-    }
-  }
-
-  /** Drops trimmed entries from the user's tail. */
-  private tailDrop(u: string, seqs: readonly number[]): void {
-    const tail = this.tails.get(u);
-    if (tail !== undefined) tail.entries = tail.entries.filter((e) => !seqs.includes(e.seq));
-  }
-
-  /** Sets committed encoding keys in the user's tail. */
-  private tailSetKeys(userId: string, updates: readonly VectorUpdate[]): void {
-    const tail = this.tails.get(userId);
-    if (tail === undefined) return;
-    // Replaced, not changed: arrays handed out by `readTail` are copies, but they share their entries.
-    const { entries } = tail;
-    for (const up of updates) {
-      let i = entries.length - 1; // the updates are mostly of the newest entries
-      while (i >= 0 && (entries[i] as StoredEntry).seq !== up.seq) i--;
-      const e = entries[i];
-      if (e === undefined || e.encKey === up.encKey) continue;
-      entries[i] = {
-        eventId: e.eventId,
-        itemId: e.itemId,
-        token: e.token,
-        timestampMs: e.timestampMs,
-        seq: e.seq,
-        encKey: up.encKey,
-      };
-    }
   }
 
   async putVectors(userId: string, updates: VectorUpdate[]): Promise<void> {

@@ -9,13 +9,20 @@
  * Per user: `seq` (counter), `z` (sorted set: score = timestamp, member = zero-padded seq, so ties keep arrival
  * order), `e` (hash seq → event JSON), `i` (sorted set eventId → expiry time), `c` (the consumed set: sorted set
  * itemId → newest event time, the oldest evicted beyond `consumedMax`, updated by the append script itself, so it
- * is exactly as durable as the event), and encodings per model version: `v:<version>` (hash seq → encoding) with
+ * is exactly as durable as the event), `g` (the generation token of the user's data, see the tail cache), and
+ * encodings per model version: `v:<version>` (hash seq → encoding) with
  * `vv` (hash version → last write, ms). Gateways of two bundle versions (a rolling update) each read and write
  * their own `v:<version>`, so neither overwrites the other's vectors; a version no gateway has written for the
  * user within the grace period is dropped at the next write of another. Those keys are named inside the scripts
  * from the user's key base: they share its hash tag, so its slot.
  * Durability of an acked event is whatever the Redis server's persistence (AOF/replication) guarantees.
+ * Tail cache (`tail-cache.ts`): the encoder's `readTail` after an append is answered in process when this store's own
+ * appends since its last tail read of the user took every arrival sequence number (`seq`) in between, within the
+ * same generation `g` (a random token the first append sets and forget deletes); a number taken by another gateway
+ * or a forget makes it read Redis again. Encodings written by other gateways are not seen there: at worst an
+ * element is encoded twice.
  */
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../../shared/logger.js';
@@ -27,6 +34,7 @@ import {
 } from './redis-connection.js';
 import { isClusterUrl, parseClusterUrl } from './redis-url.js';
 import type { AppendResult, MemoryStore, NewEvent, StoredEntry, VectorUpdate } from '../domain/ports.js';
+import { TailCache } from './tail-cache.js';
 
 const APPEND_LUA = `
 local seqKey, zKey, eKey, vvKey, iKey, cKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -35,6 +43,11 @@ local now, ttl, maxHistory = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV
 redis.call('ZREMRANGEBYSCORE', iKey, '-inf', now)
 if redis.call('ZSCORE', iKey, eventId) then return {0, 0} end
 local seq = redis.call('INCR', seqKey)
+local generation = redis.call('GET', KEYS[7])
+if not generation then
+  generation = ARGV[11]
+  redis.call('SET', KEYS[7], generation)
+end
 local member = string.format('%016d', seq)
 redis.call('ZADD', iKey, now + ttl, eventId)
 redis.call('PEXPIRE', iKey, ttl)
@@ -60,7 +73,7 @@ if n > maxHistory then
   local rank = redis.call('ZREVRANK', zKey, member)
   if not rank or rank >= maxHistory then dropped = 1 end
 end
-return {1, seq, dropped}
+return {1, seq, dropped, generation}
 `;
 
 // Only entries still present get an encoding, so a racing trim or ForgetUser is never undone. Versions not
@@ -89,22 +102,25 @@ end
 return dropped
 `;
 
-// The entries scored at or after ARGV[1] plus ARGV[2] before them, with their payloads and encodings.
+// The entries scored at or after ARGV[1] plus ARGV[2] before them, with their payloads and encodings, and the
+// user's last arrival sequence number (the tail cache's check for other writers).
 const READ_TAIL_LUA = `
 local zKey, eKey, vKey = KEYS[1], KEYS[2], KEYS[3]
+local seq = redis.call('GET', KEYS[4]) or '0'
+local generation = redis.call('GET', KEYS[5]) or ''
 local start = redis.call('ZCOUNT', zKey, '-inf', '(' .. ARGV[1]) - tonumber(ARGV[2])
 if start < 0 then start = 0 end
 local z = redis.call('ZRANGE', zKey, start, -1, 'WITHSCORES')
-if #z == 0 then return {z, {}, {}} end
+if #z == 0 then return {z, {}, {}, seq, generation} end
 local members = {}
 for i = 1, #z, 2 do members[#members + 1] = z[i] end
-return {z, redis.call('HMGET', eKey, unpack(members)), redis.call('HMGET', vKey, unpack(members))}
+return {z, redis.call('HMGET', eKey, unpack(members)), redis.call('HMGET', vKey, unpack(members)), seq, generation}
 `;
 
 const FORGET_LUA = `
 local n = redis.call('ZCARD', KEYS[2])
 for _, version in ipairs(redis.call('HKEYS', KEYS[4])) do redis.call('DEL', ARGV[1] .. ':v:' .. version) end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 return n
 `;
 
@@ -113,10 +129,12 @@ type Client = Redis | Cluster;
 const READY_TIMEOUT_MS = 400;
 
 interface ScriptClient {
-  automrAppend(...args: (string | number)[]): Promise<[number, number, number]>;
+  automrAppend(...args: (string | number)[]): Promise<[number, number, number, string]>;
   automrPutVectors(...args: (string | Buffer)[]): Promise<number>;
   automrForget(...args: string[]): Promise<number>;
-  automrReadTailBuffer(...args: string[]): Promise<[Buffer[], (Buffer | null)[], (Buffer | null)[]]>;
+  automrReadTailBuffer(
+    ...args: string[]
+  ): Promise<[Buffer[], (Buffer | null)[], (Buffer | null)[], Buffer, Buffer]>;
 }
 
 export interface RedisStoreOptions {
@@ -143,6 +161,7 @@ export class RedisMemoryStore implements MemoryStore {
   private readonly consumedMax: number;
   private readonly modelVersion: string;
   private readonly vectorGraceMs: number;
+  private readonly tails = new TailCache();
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix ?? 'automr';
@@ -174,10 +193,10 @@ export class RedisMemoryStore implements MemoryStore {
     client.on('error', (error: Error) =>
       options.logger?.warn({ err: error.message }, 'redis connection error'),
     );
-    client.defineCommand('automrAppend', { numberOfKeys: 6, lua: APPEND_LUA });
+    client.defineCommand('automrAppend', { numberOfKeys: 7, lua: APPEND_LUA });
     client.defineCommand('automrPutVectors', { numberOfKeys: 3, lua: PUT_VECTORS_LUA });
-    client.defineCommand('automrForget', { numberOfKeys: 6, lua: FORGET_LUA });
-    client.defineCommand('automrReadTail', { numberOfKeys: 3, lua: READ_TAIL_LUA });
+    client.defineCommand('automrForget', { numberOfKeys: 7, lua: FORGET_LUA });
+    client.defineCommand('automrReadTail', { numberOfKeys: 5, lua: READ_TAIL_LUA });
     this.client = client as Client & ScriptClient;
   }
 
@@ -190,6 +209,7 @@ export class RedisMemoryStore implements MemoryStore {
       e: `${base}:e`,
       i: `${base}:i`,
       c: `${base}:c`,
+      g: `${base}:g`,
       vv: `${base}:vv`,
       v: `${base}:v:${this.modelVersion}`,
     };
@@ -237,11 +257,19 @@ export class RedisMemoryStore implements MemoryStore {
       event.itemId,
       this.consumedMax,
       k.base,
+      randomUUID(),
     ];
-    const [accepted, seq, dropped] = await this.call(() =>
-      this.client.automrAppend(k.seq, k.z, k.e, k.vv, k.i, k.c, ...args),
-    );
+    let reply: [number, number, number, string];
+    try {
+      reply = await this.call(() => this.client.automrAppend(k.seq, k.z, k.e, k.vv, k.i, k.c, k.g, ...args));
+    } catch (error) {
+      this.tails.delete(event.userId); // whether it was applied is unknown
+      throw error;
+    }
+    const [accepted, seq, dropped, generation] = reply;
     if (accepted === 0) return { status: 'duplicate' };
+    const { userId, eventId, itemId, token, timestampMs } = event;
+    this.tails.insert(userId, { eventId, itemId, token, timestampMs, seq }, maxHistory + context, generation);
     return { status: 'accepted', seq, dropped: dropped === 1 };
   }
 
@@ -281,9 +309,11 @@ export class RedisMemoryStore implements MemoryStore {
   }
 
   async readTail(userId: string, sinceTimestampMs: number, context: number): Promise<StoredEntry[]> {
+    const cached = this.tails.get(userId, sinceTimestampMs, context);
+    if (cached !== undefined) return cached;
     const k = this.keys(userId);
-    const [z, e, v] = await this.call(() =>
-      this.client.automrReadTailBuffer(k.z, k.e, k.v, String(sinceTimestampMs), String(context)),
+    const [z, e, v, lastSeq, generation] = await this.call(() =>
+      this.client.automrReadTailBuffer(k.z, k.e, k.v, k.seq, k.g, String(sinceTimestampMs), String(context)),
     );
     const entries: StoredEntry[] = [];
     for (let i = 0; i + 1 < z.length; i += 2) {
@@ -301,6 +331,13 @@ export class RedisMemoryStore implements MemoryStore {
       if (enc !== null && enc !== undefined) entry.encKey = decodeEncKey(enc);
       entries.push(entry);
     }
+    // The whole history when fewer entries precede `sinceTimestampMs` than `context` asked for.
+    const before = entries.findIndex((x) => x.timestampMs >= sinceTimestampMs);
+    const all = (before < 0 ? entries.length : before) < context;
+    this.tails.keep(userId, entries, all, {
+      lastSeq: Number(lastSeq.toString('latin1')),
+      token: generation.toString('utf8'),
+    });
     return entries;
   }
 
@@ -314,7 +351,13 @@ export class RedisMemoryStore implements MemoryStore {
       this.modelVersion,
     ];
     for (const up of updates) args.push(String(up.seq).padStart(16, '0'), encodeVector(up.encKey, up.vector));
-    await this.call(() => this.client.automrPutVectors(k.e, k.vv, k.v, ...args));
+    try {
+      await this.call(() => this.client.automrPutVectors(k.e, k.vv, k.v, ...args));
+    } catch (error) {
+      this.tails.delete(userId);
+      throw error;
+    }
+    this.tails.setKeys(userId, updates);
   }
 
   async consumed(userId: string, signal?: AbortSignal): Promise<string[]> {
@@ -323,7 +366,12 @@ export class RedisMemoryStore implements MemoryStore {
 
   async forget(userId: string): Promise<number> {
     const k = this.keys(userId);
-    return this.call(() => this.client.automrForget(k.seq, k.z, k.e, k.vv, k.i, k.c, k.base));
+    this.tails.delete(userId);
+    try {
+      return await this.call(() => this.client.automrForget(k.seq, k.z, k.e, k.vv, k.i, k.c, k.g, k.base));
+    } finally {
+      this.tails.delete(userId);
+    }
   }
 
   /**
