@@ -187,17 +187,11 @@ export class LmdbMemoryStore implements MemoryStore {
 
   /**
    * One group commit: the writes in submission order inside one transaction, then (once flushed) the tails updated
-   * with what it committed. A failed transaction commits nothing: the in-process sequence counters of its users,
-   * which may have run ahead, are re-read from the store.
+   * with what it committed. A failed transaction commits nothing; the in-process sequence counters stay where they
+   * ran (a gap is harmless, while re-reading them could hand out a number that a later batch already queued uses).
    */
   private async commit(batch: BatchedWrite[]): Promise<BatchedResult[]> {
-    let results: BatchedResult[];
-    try {
-      results = await this.db.transaction(() => this.applyBatch(batch));
-    } catch (error) {
-      for (const w of batch) if (w.kind === 'append') this.seqs.delete(w.event.userId);
-      throw error;
-    }
+    const results = await this.db.transaction(() => this.applyBatch(batch));
     await this.db.flushed;
     batch.forEach((w, i) => {
       const r = results[i] as BatchedResult;
