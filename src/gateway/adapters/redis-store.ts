@@ -127,6 +127,8 @@ return n
 type Client = Redis | Cluster;
 
 const READY_TIMEOUT_MS = 400;
+/** Append scripts of one `appendMany` sent but not yet answered (a pipeline deep enough for one connection). */
+const APPEND_WINDOW = 512;
 
 interface ScriptClient {
   automrAppend(...args: (string | number)[]): Promise<[number, number, number, string]>;
@@ -162,6 +164,8 @@ export class RedisMemoryStore implements MemoryStore {
   private readonly modelVersion: string;
   private readonly vectorGraceMs: number;
   private readonly tails = new TailCache();
+  /** The last `appendMany` call (each waits for the one before it). */
+  private appendManyTail: Promise<unknown> = Promise.resolve();
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix ?? 'automr';
@@ -239,8 +243,21 @@ export class RedisMemoryStore implements MemoryStore {
     maxHistory: number,
     context = 0,
   ): Promise<AppendResult['status'][]> {
-    const results = await Promise.all(events.map((e) => this.append(e, maxHistory, context)));
-    return results.map((r) => r.status);
+    // The scripts go out in order on the connection with at most APPEND_WINDOW unanswered: a whole import batch
+    // sent at once would queue in Redis past the per-command timeout. Calls run one after another, so batches in
+    // flight together keep their order (the arrival sequence is file order, as in LMDB's one transaction each).
+    const run = this.appendManyTail.then(async () => {
+      const sent: Promise<AppendResult>[] = [];
+      for (const [i, event] of events.entries()) {
+        if (i >= APPEND_WINDOW) await sent[i - APPEND_WINDOW];
+        const result = this.append(event, maxHistory, context);
+        result.catch(() => undefined); // the first failure is thrown by the await above or below
+        sent.push(result);
+      }
+      return (await Promise.all(sent)).map((r) => r.status);
+    });
+    this.appendManyTail = run.catch(() => undefined);
+    return run;
   }
 
   async append(event: NewEvent, maxHistory: number, context = 0): Promise<AppendResult> {

@@ -74,8 +74,9 @@ export interface MemoryStore {
   append(event: NewEvent, maxHistory: number, context?: number): Promise<AppendResult>;
   /**
    * Bulk form of `append` for the import: the same result as appending the events one after the other in array
-   * order (the same entries, arrival sequence numbers, idempotency keys and cap), written in as few durable
-   * transactions as the store allows. Resolves once all are durable; per event: accepted or duplicate.
+   * order (the same entries in the same (timestamp, arrival) order, idempotency keys and cap; arrival sequence
+   * values may differ by gaps), written in as few durable transactions as the store allows. Calls in flight
+   * together apply in call order. Resolves once all are durable; per event: accepted or duplicate.
    */
   appendMany(
     events: readonly NewEvent[],
