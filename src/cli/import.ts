@@ -3,17 +3,10 @@
  * memory store (see src/import/importer.ts), then memory encoding through the model server. Prints a progress line
  * with events/s and an ETA on stderr and a JSON summary on stdout.
  */
-import path from 'node:path';
-import { createHash } from 'node:crypto';
-import { TritonModelServer } from '../gateway/adapters/triton-model-server.js';
-import { loadBundle } from '../gateway/bundle.js';
 import { configHelp, loadConfig } from '../gateway/config.js';
-import { createIngest } from '../gateway/ingest-wiring.js';
-import { modelServerTransport } from '../gateway/security.js';
-import { createMemoryStore } from '../gateway/server.js';
-import { retainedEntries } from '../gateway/domain/memory.js';
-import { encodeUsers, importRaw, type Progress } from '../import/importer.js';
-import { csvSource, datasetSource, type RowSource } from '../import/rows.js';
+import type { Progress } from '../import/importer.js';
+import { csvSource, datasetSource } from '../import/rows.js';
+import { runImport } from '../import/run.js';
 import { AppError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 
@@ -93,91 +86,36 @@ async function main(): Promise<number> {
     console.error('automr-import: give exactly one of --dataset DIR or --csv FILE (see --help)');
     return 2;
   }
-  const source: RowSource = dataset !== undefined ? datasetSource(dataset) : csvSource(csv as string);
   const logger = createLogger({
     name: 'automr-import',
     level: config.logLevel === 'info' ? 'warn' : config.logLevel,
   });
-  const bundle = await loadBundle(config.bundle);
-  const store = createMemoryStore(config, logger, bundle.modelVersion);
-  const modelServer = new TritonModelServer({
-    address: config.modelServer,
-    bundle,
-    deadlineMs: config.inferDeadlineMs,
-    logger,
-    transport: modelServerTransport(config),
-  });
-  // Counts the prompts the encoder sends (the encode rate); everything else is the model server's own.
-  let prompts = 0;
-  const counted = Object.create(modelServer, {
-    encode: {
-      value: (batch: number[][], signal?: AbortSignal) => {
-        prompts += batch.length;
-        return modelServer.encode(batch, signal);
+  const lines = { raw: progressLine('raw   '), encode: progressLine('encode') };
+  let phase: Progress['phase'] = 'raw';
+  const endLine = () => {
+    if (process.stderr.isTTY) process.stderr.write('\n');
+  };
+  const statePath = mine.get('--state');
+  const summary = await runImport(
+    config,
+    {
+      source: dataset !== undefined ? datasetSource(dataset) : csvSource(csv as string),
+      ...(statePath === undefined ? {} : { statePath }),
+      restart: mine.has('--restart'),
+      encode: !mine.has('--no-encode'),
+      batchRows: positive('--batch', mine.get('--batch'), 16384),
+      encodeConcurrency: positive('--encode-concurrency', mine.get('--encode-concurrency'), 32),
+      onProgress: (p) => {
+        if (p.phase !== phase) endLine();
+        phase = p.phase;
+        lines[p.phase](p);
       },
     },
-  }) as TritonModelServer;
-  const { encoder, model, limits } = createIngest(config, { store, modelServer: counted, bundle, logger });
-  const statePath =
-    mine.get('--state') ??
-    path.join(
-      path.resolve(config.dataDir),
-      `import-${createHash('sha256').update(source.file).update(config.memoryStore).digest('hex').slice(0, 16)}.json`,
-    );
-  try {
-    const raw = await importRaw({
-      source,
-      store,
-      bundle,
-      limits,
-      maxHistory: config.maxHistory,
-      historyContext: retainedEntries(model) - model.maxHistory,
-      statePath,
-      restart: mine.has('--restart'),
-      batchRows: positive('--batch', mine.get('--batch'), 16384),
-      onProgress: progressLine('raw   '),
-    });
-    if (process.stderr.isTTY) process.stderr.write('\n');
-    const imported = raw.state.rows - raw.resumedFrom;
-    const summary: Record<string, unknown> = {
-      file: source.file,
-      store: store.kind,
-      rows: raw.state.rows,
-      resumedFrom: raw.resumedFrom,
-      accepted: raw.state.accepted,
-      duplicates: raw.state.duplicates,
-      rejected: raw.state.rejected,
-      rejections: raw.rejections,
-      rawSeconds: Number(raw.seconds.toFixed(3)),
-      rawEventsPerSecond: Math.round(imported / Math.max(raw.seconds, 1e-6)),
-      users: raw.users.length,
-    };
-    if (!mine.has('--no-encode') && raw.users.length > 0) {
-      if (!(await modelServer.ready())) {
-        throw new AppError(
-          'UNAVAILABLE',
-          `model server ${config.modelServer} is not ready; raw events are stored (rerun, or let the gateway encode them at start-up)`,
-        );
-      }
-      const encoded = await encodeUsers({
-        encoder,
-        users: raw.users,
-        concurrency: positive('--encode-concurrency', mine.get('--encode-concurrency'), 32),
-        onProgress: progressLine('encode'),
-      });
-      if (process.stderr.isTTY) process.stderr.write('\n');
-      summary.encodeSeconds = Number(encoded.seconds.toFixed(3));
-      summary.encodedElements = prompts;
-      summary.encodeElementsPerSecond = Math.round(prompts / Math.max(encoded.seconds, 1e-6));
-      summary.encodeFailedUsers = encoded.failed;
-    }
-    console.log(JSON.stringify(summary, null, 2));
-    return summary.encodeFailedUsers === undefined || summary.encodeFailedUsers === 0 ? 0 : 1;
-  } finally {
-    await encoder.stop(0);
-    await store.close();
-    modelServer.close();
-  }
+    logger,
+  );
+  endLine();
+  console.log(JSON.stringify(summary, null, 2));
+  return (summary.encodeFailedUsers ?? 0) === 0 ? 0 : 1;
 }
 
 main().then(

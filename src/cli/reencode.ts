@@ -8,11 +8,9 @@
 import cliProgress from 'cli-progress';
 import { AppError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
-import { loadBundle } from '../gateway/bundle.js';
 import { configHelp, loadConfig } from '../gateway/config.js';
-import { TritonModelServer } from '../gateway/adapters/triton-model-server.js';
 import { reencodeStore } from '../gateway/reencode.js';
-import { createMemoryStore } from '../gateway/server.js';
+import { openToolBackends, waitUntilReady } from '../gateway/tool-wiring.js';
 
 const DEPENDENCY_WAIT_MS = 120_000;
 
@@ -30,27 +28,17 @@ async function main(): Promise<number> {
   }
   const config = parsed.config;
   const logger = createLogger({ name: 'automr-reencode', level: config.logLevel });
-  const bundle = await loadBundle(config.bundle);
-  const store = createMemoryStore(config, logger, bundle.modelVersion);
-  const modelServer = new TritonModelServer({
-    address: config.modelServer,
-    bundle,
-    deadlineMs: config.inferDeadlineMs,
-    logger,
-  });
+  const backends = await openToolBackends(config, logger);
+  const { bundle, store, modelServer } = backends;
   try {
-    // Both may still be starting (a Job next to a rollout); the model server must serve this bundle's version.
-    const deadline = Date.now() + DEPENDENCY_WAIT_MS;
-    const dependencies: [string, () => Promise<boolean>][] = [
-      [`model server ${config.modelServer}`, () => modelServer.ready()],
-      ['memory store', () => store.ready()],
-    ];
-    for (const [what, ready] of dependencies) {
-      while (!(await ready())) {
-        if (Date.now() > deadline) throw new AppError('UNAVAILABLE', `${what} not ready`);
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
+    // The model server must serve this bundle's version.
+    await waitUntilReady(
+      [
+        [`model server ${config.modelServer}`, () => modelServer.ready()],
+        ['memory store', () => store.ready()],
+      ],
+      DEPENDENCY_WAIT_MS,
+    );
     const bar = new cliProgress.SingleBar(
       {
         format:
@@ -84,8 +72,7 @@ async function main(): Promise<number> {
     );
     return result.failed === 0 ? 0 : 1;
   } finally {
-    modelServer.close();
-    await store.close();
+    await backends.close();
   }
 }
 
