@@ -22,6 +22,8 @@ export interface BenchOptions {
   /** Users seeded for the Recommend load, and events each. */
   users: number;
   eventsPerUser: number;
+  /** A MovieLens folder the import section reads instead of its synthetic rows (local runs only). */
+  importDataset?: string;
   /** Config of every gateway the run starts, by GatewayConfig key (A/B runs of an option). */
   gatewayConfig: Record<string, string | number>;
 }
@@ -32,6 +34,7 @@ export const ALL_SECTIONS = [
   'model',
   'open',
   'ingest',
+  'import',
   'store',
   'retriever',
   'memory',

@@ -62,6 +62,26 @@ export interface IngestFigure {
   model_server_cpu_ms_per_event?: number;
 }
 
+/** One bulk import (`npm run import`'s path): the raw phase, and on lmdb the encode phase after it. */
+export interface ImportFigure {
+  store: string;
+  /** `synthetic <users>x<events>` or the dataset folder given with `--import-dataset`. */
+  source: string;
+  rows: number;
+  accepted: number;
+  rejected: number;
+  raw_s: number;
+  raw_eps: number;
+  users: number;
+  encode_s?: number;
+  /** Memory elements encoded (llm_lower prompts) and the rates of the encode phase. */
+  encoded_elements?: number;
+  encode_elements_per_s?: number;
+  encode_users_per_s?: number;
+  encode_failed_users?: number;
+  model_server_cpu_ms_per_element?: number;
+}
+
 /** What the exclusion input adds per Recommend: ModelInfer bytes and the gateway's mask-building CPU time. */
 export interface ExclusionFigure {
   catalog_items: number;
@@ -96,6 +116,10 @@ export interface BenchReport {
   ingest_eps: number | null;
   ingest_redis_eps: number | null;
   ingest_p99_ms: number | null;
+  /** Bulk import: raw events/s into lmdb and Redis, memory elements encoded per second (lmdb run). */
+  import_eps: number | null;
+  import_redis_eps: number | null;
+  import_encode_elements_per_s: number | null;
   retriever_p50_us: number | null;
   retriever_p99_us: number | null;
   /** Retriever figures: the gateway's adapter as served first, then the bare onnxruntime floor. */
@@ -118,6 +142,7 @@ export interface BenchReport {
     model_server: SweepPoint[];
     recommend_open_loop: OpenLoopPoint[];
     ingest: IngestFigure[];
+    import: ImportFigure[];
   };
   profiles: Record<
     string,
@@ -154,6 +179,9 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     ingest_eps: null,
     ingest_redis_eps: null,
     ingest_p99_ms: null,
+    import_eps: null,
+    import_redis_eps: null,
+    import_encode_elements_per_s: null,
     retriever_p50_us: null,
     retriever_p99_us: null,
     retriever: [],
@@ -166,7 +194,7 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     message_bytes: null,
     exclusion: null,
     targets: [],
-    sweep: { echo: [], recommend: [], model_server: [], recommend_open_loop: [], ingest: [] },
+    sweep: { echo: [], recommend: [], model_server: [], recommend_open_loop: [], ingest: [], import: [] },
     profiles: {},
     environment,
     notes: [],
@@ -207,6 +235,10 @@ export function finalizeReport(report: BenchReport): BenchReport {
     report.ingest_redis_eps,
     report.redis_store_floor?.eps ?? null,
   );
+  const lmdbImport = report.sweep.import.find((f) => f.store === 'lmdb');
+  report.import_eps = lmdbImport?.raw_eps ?? null;
+  report.import_redis_eps = report.sweep.import.find((f) => f.store === 'redis')?.raw_eps ?? null;
+  report.import_encode_elements_per_s = lmdbImport?.encode_elements_per_s ?? null;
 
   const check = (
     name: string,
@@ -237,6 +269,7 @@ export function finalizeReport(report: BenchReport): BenchReport {
     check('gateway overhead p99 at c=1 (ms)', '<= 2', report.overhead_p99_ms, (v) => v <= 2),
     check('durable ingest into lmdb (events/s)', '>= 20000', report.ingest_eps, (v) => v >= 20_000),
     check('durable ingest into Redis (events/s)', '>= 12000', report.ingest_redis_eps, (v) => v >= 12_000),
+    check('bulk import into lmdb (raw events/s)', '>= 20000', report.import_eps, (v) => v >= 20_000),
     check('retriever p99 with 90 elements (us)', '<= 200', report.retriever_p99_us, (v) => v <= 200),
   ];
   return report;
@@ -385,6 +418,43 @@ export function renderMarkdown(report: BenchReport): string {
           fmt(f.encoding_drain_ms, 0),
           fmt(f.gateway_cpu_ms_per_event, 3),
           fmt(f.model_server_cpu_ms_per_event, 3),
+        ]),
+      ),
+      '',
+    );
+  }
+  if (report.sweep.import.length > 0) {
+    out.push(
+      '### Bulk import (npm run import: raw rows through the batched store writes, then encoding)',
+      '',
+    );
+    out.push(
+      table(
+        [
+          'store',
+          'rows',
+          'raw s',
+          'raw events/s',
+          'users',
+          'encode s',
+          'elements encoded',
+          'elements/s',
+          'users/s',
+          'model srv CPU ms/element',
+          'source',
+        ],
+        report.sweep.import.map((f) => [
+          f.store,
+          String(f.rows),
+          fmt(f.raw_s, 3),
+          fmt(f.raw_eps, 0),
+          String(f.users),
+          fmt(f.encode_s, 3),
+          f.encoded_elements === undefined ? 'n/a' : String(f.encoded_elements),
+          fmt(f.encode_elements_per_s, 0),
+          fmt(f.encode_users_per_s, 0),
+          fmt(f.model_server_cpu_ms_per_element, 3),
+          f.source,
         ]),
       ),
       '',

@@ -15,6 +15,7 @@ import { emptyReport, finalizeReport, type BenchReport } from './report.js';
 import { ServerHost } from './servers.js';
 import { gatewayOptions, readCatalog, type BenchContext, type Log } from './scenarios/context.js';
 import { benchExclusionSection } from './scenarios/exclusion.js';
+import { benchImport } from './scenarios/import.js';
 import { benchIngest } from './scenarios/ingest.js';
 import { benchMemory } from './scenarios/memory.js';
 import { benchModelServerAlone } from './scenarios/model-server.js';
@@ -85,7 +86,7 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
     let modelServer: ServerHost | undefined;
     let gateway: ServerHost | undefined;
     const needsGateway = ['recommend', 'open', 'ingest', 'memory'].some(has);
-    if (needsGateway || has('model')) {
+    if (needsGateway || has('model') || has('import')) {
       try {
         log('starting the local model server');
         modelServer = await ctx.startHost('model-server', { repository: ctx.catalog.modelRepository });
@@ -136,6 +137,7 @@ export async function runBench(options: BenchOptions, log: Log): Promise<BenchRe
 
     if (has('ingest') && gateway !== undefined && modelServer !== undefined)
       await benchIngest(ctx, gateway, modelServer);
+    if (has('import') && modelServer !== undefined) await benchImport(ctx, modelServer);
     if (has('store')) await benchStoreFloorSection(ctx);
     if (has('memory') && modelServer !== undefined) await benchMemory(ctx, modelServer.address);
     if (has('retriever')) await benchRetrieverSection(ctx);

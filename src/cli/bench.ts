@@ -26,6 +26,8 @@ const HELP = `Usage: npm run bench -- [options]
   --profile               also profile the gateway at saturation (node --cpu-prof)
   --profile-dir DIR       where profiles go (default out/profiles)
   --redis URL             Redis for the Redis figures (default redis://127.0.0.1:6379)
+  --import-dataset DIR    the import section reads this MovieLens folder (e.g. ../shared/data/ml-100k)
+                          instead of its synthetic rows
   --bundle DIR            bundle folder (default bundle/)
   --gateway K=V,...       gateway config overrides by GatewayConfig key (e.g. recommendBatch=1,batchDelayMs=1)
   --summarize-profile F   print the top self-time functions of a .cpuprofile and exit
@@ -57,6 +59,7 @@ async function main(): Promise<number> {
       profile: { type: 'boolean', default: false },
       'profile-dir': { type: 'string' },
       redis: { type: 'string' },
+      'import-dataset': { type: 'string' },
       bundle: { type: 'string' },
       gateway: { type: 'string' },
       'summarize-profile': { type: 'string' },
@@ -98,6 +101,7 @@ async function main(): Promise<number> {
   options.profile = values.profile === true;
   if (values['profile-dir'] !== undefined) options.profileDir = resolve(values['profile-dir']);
   if (values.redis !== undefined) options.redisUrl = values.redis;
+  if (values['import-dataset'] !== undefined) options.importDataset = resolve(values['import-dataset']);
   if (values.bundle !== undefined) options.bundleDir = resolve(values.bundle);
   if (values.gateway !== undefined) {
     for (const pair of values.gateway.split(',')) {

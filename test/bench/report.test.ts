@@ -35,6 +35,32 @@ void test('headline figures come from c=64 (throughput) and c=1 (overhead), with
     rejected: 0,
     errors: 0,
   });
+  report.sweep.import.push(
+    {
+      store: 'lmdb',
+      source: 'synthetic 500x100',
+      rows: 50_000,
+      accepted: 50_000,
+      rejected: 0,
+      raw_s: 2,
+      raw_eps: 25_000,
+      users: 500,
+      encode_s: 10,
+      encoded_elements: 50_000,
+      encode_elements_per_s: 5_000,
+      encode_users_per_s: 50,
+    },
+    {
+      store: 'redis',
+      source: 'synthetic 500x100',
+      rows: 50_000,
+      accepted: 50_000,
+      rejected: 0,
+      raw_s: 4,
+      raw_eps: 12_500,
+      users: 500,
+    },
+  );
   report.retriever_p99_us = 150;
   report.sweep.echo[3]!.server_cpu_ms_per_request = 0.05;
   report.sweep.recommend[3]!.server_cpu_ms_per_request = 0.12;
@@ -50,15 +76,20 @@ void test('headline figures come from c=64 (throughput) and c=1 (overhead), with
   assert.equal(report.overhead_p99_ms, 2.5);
   assert.equal(report.ingest_eps, 12_345);
   assert.equal(report.ingest_p99_ms, 9);
+  assert.equal(report.import_eps, 25_000);
+  assert.equal(report.import_redis_eps, 12_500);
+  assert.equal(report.import_encode_elements_per_s, 5_000);
   assert.deepEqual(
     report.targets.map((t) => t.met),
-    [true, null, false, false, false, false, null, true],
+    [true, null, false, false, false, false, null, true, true],
   );
   const markdown = renderMarkdown(report);
   assert.match(markdown, /\| 64 \| 5000 \| 1\.00 \| 2\.00 \| 2400 \| .* \| 0\.480 \|/);
   assert.match(markdown, /retriever p99 .* \| yes \|/);
   assert.match(markdown, /gateway per Recommend \/ echo server per call \(ms\) \| 0\.120 \/ 0\.050 = 2\.40/);
   assert.match(markdown, /lmdb \| closed 4x64 \| 12345/);
+  assert.match(markdown, /\| lmdb \| 50000 \| 2\.000 \| 25000 \| 500 \| 10\.000 \| 50000 \| 5000 \| 50 \|/);
+  assert.match(markdown, /\| redis \| 50000 \| 4\.000 \| 12500 \| 500 \| n\/a \| n\/a \| n\/a \|/);
 });
 
 void test('a run without gateway figures reports n/a rather than zeros', () => {
@@ -83,6 +114,16 @@ void test('every markdown table row has as many cells as its header', () => {
     errors: 0,
     gateway_cpu_ms_per_event: 0.2,
     model_server_cpu_ms_per_event: 0.05,
+  });
+  report.sweep.import.push({
+    store: 'redis',
+    source: 'synthetic 500x100',
+    rows: 1,
+    accepted: 1,
+    rejected: 0,
+    raw_s: 1,
+    raw_eps: 1,
+    users: 1,
   });
   const lines = renderMarkdown(finalizeReport(report)).split('\n');
   let header = -1;
