@@ -4,14 +4,24 @@
  * offline automr row was evaluated with) right before each test target is ingested, and computes the offline
  * metrics from what was served. It starts the local model server and a
  * gateway on the given bundle itself unless `address` names a running gateway.
+ *
+ * A user's history before the first test target can instead come from the bulk import (`history`): the replay
+ * writes exactly those events (same event ids and user ids as it would ingest) as the import's CSV and runs the
+ * import into its gateway's store before starting it ('import'), or expects a running gateway's memory to hold
+ * them already ('preloaded', after `npm run import -- --csv` of `writeHistoryCsv`'s file); either way only the
+ * events from the first target on go through Ingest.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { RecommenderClient, type IngestEvent, type RecommendResult } from '../client/recommender-client.js';
 import { ServerHost } from '../bench/servers.js';
-import { loadDataset } from './dataset.js';
+import { defaultConfig } from '../gateway/config.js';
+import { csvSource } from '../import/rows.js';
+import { runImport } from '../import/run.js';
+import { silentLogger } from '../shared/logger.js';
+import { loadDataset, type PreparedDataset } from './dataset.js';
 import {
   compareWithOffline,
   rankAgreement,
@@ -49,8 +59,17 @@ export interface ReplayOptions {
   minAgreement: number;
   /** How long to wait for a user's memory to be fully encoded before a Recommend counts. */
   encodingWaitMs: number;
+  /**
+   * Where each user's events before the first target come from: 'ingest' (default), 'import' (bulk-imported
+   * into the started gateway's store before it starts) or 'preloaded' (already in the memory of `address`).
+   */
+  history?: HistorySource;
+  /** Redis key prefix of a started gateway on Redis (default: a unique one, deleted by nobody). */
+  redisPrefix?: string;
   log: (message: string) => void;
 }
+
+export type HistorySource = 'ingest' | 'import' | 'preloaded';
 
 export interface TargetSample {
   user_id: string;
@@ -77,6 +96,9 @@ export interface ReplayReport {
   samples: number;
   users: number;
   events_ingested: number;
+  /** Where the history before each user's first target came from, and how many events that was (import). */
+  history: HistorySource;
+  events_imported: number;
   /** Whether Recommend excluded each user's consumed items. */
   exclude_consumed: boolean;
   served: Metrics;
@@ -89,6 +111,8 @@ export interface ReplayReport {
   parity: boolean;
   /** Served ranks against the offline per-sample automr ranks (ranks >= top_n count as equal). */
   agreement: RankAgreement;
+  /** Each replayed sample's served rank (targets-file order), to compare runs sample by sample. */
+  ranks: { user_id: string; pos: number; served: number; offline: number }[];
   recommends_waiting_for_encoding: number;
   recommends_still_lagging: number;
   unknown_items: number;
@@ -110,8 +134,23 @@ async function pool<T>(items: readonly T[], width: number, work: (item: T) => Pr
   await Promise.all(Array.from({ length: Math.max(1, width) }, worker));
 }
 
-export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
-  const started = Date.now();
+interface ReplayPlan {
+  targets: TargetsFile;
+  modelRepository: string;
+  topK: number | undefined;
+  dataset: PreparedDataset;
+  bundleFingerprint: string | null;
+  catalog: Set<string>;
+  userIndex: Map<string, number>;
+  /** Each replayed user's samples, by position. */
+  byUser: Map<string, TargetSample[]>;
+  users: string[];
+}
+
+type PlanOptions = Pick<ReplayOptions, 'datasetDir' | 'bundleDir' | 'targetsFile' | 'limitUsers' | 'log'>;
+
+/** Reads the targets, bundle manifest and dataset, and checks that the dataset is the one evaluated. */
+async function planReplay(options: PlanOptions): Promise<ReplayPlan> {
   const { log } = options;
   const targets = await readJson<TargetsFile>(options.targetsFile);
   const manifest = await readJson<{
@@ -133,7 +172,6 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
   if (bundleFingerprint !== null && bundleFingerprint !== targets.fingerprint) {
     log(`warning: bundle trained on ${bundleFingerprint}, targets are of ${targets.fingerprint}`);
   }
-  const catalog = new Set(manifest.catalog.map((c) => c.item_id));
   const userIndex = new Map(dataset.users.map((u, i) => [u, i]));
   const byUser = new Map<string, TargetSample[]>();
   for (const sample of targets.samples) {
@@ -148,10 +186,95 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     list.push(sample);
     byUser.set(sample.user_id, list);
   }
+  for (const list of byUser.values()) list.sort((a, b) => a.pos - b.pos);
   let users = [...byUser.keys()];
   if (options.limitUsers !== undefined) users = users.slice(0, options.limitUsers);
-  const topN = Math.min(options.topN, manifest.top_k ?? options.topN);
+  return {
+    targets,
+    modelRepository: manifest.model_repository,
+    topK: manifest.top_k,
+    dataset,
+    bundleFingerprint,
+    catalog: new Set(manifest.catalog.map((c) => c.item_id)),
+    userIndex,
+    byUser,
+    users,
+  };
+}
+
+/** The events of `user` at positions [from, to), exactly as the replay sends them (ids `<user>:<position>`). */
+function userEvents(
+  plan: ReplayPlan,
+  user: string,
+  userPrefix: string,
+  from: number,
+  to: number,
+): IngestEvent[] {
+  const u = plan.userIndex.get(user) ?? -1;
+  const items = plan.dataset.itemSeqs[u] ?? [];
+  const times = plan.dataset.timeSeqs[u] ?? [];
+  const events: IngestEvent[] = [];
+  for (let p = from; p < to; p += 1) {
+    events.push({
+      event_id: `${user}:${p}`,
+      user_id: `${userPrefix}${user}`,
+      item_id: items[p] ?? '',
+      timestamp_ms: (times[p] ?? 0) * 1000,
+    });
+  }
+  return events;
+}
+
+/** Every replayed user's events before its first target: what `history` import/preloaded take from the import. */
+function historyEvents(plan: ReplayPlan, userPrefix: string): IngestEvent[] {
+  return plan.users.flatMap((user) =>
+    userEvents(plan, user, userPrefix, 0, plan.byUser.get(user)?.[0]?.pos ?? 0),
+  );
+}
+
+/** The import's CSV (`event_id,user_id,item_id,timestamp_ms`) of `events`. */
+function importCsv(events: IngestEvent[]): string {
+  const lines = ['event_id,user_id,item_id,timestamp_ms'];
+  for (const e of events) {
+    const fields = [e.event_id ?? '', e.user_id ?? '', e.item_id ?? '', String(e.timestamp_ms)];
+    if (fields.some((f) => /[,\r\n]/.test(f)))
+      throw new Error(
+        `event ${fields[0]}: an id holds a comma or line break; the import's CSV cannot carry it`,
+      );
+    lines.push(fields.join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Writes the history the replay would ingest before each user's first target as the import's CSV (for
+ * `npm run import -- --csv FILE` into a gateway's store, then a replay with `history: 'preloaded'` and the same
+ * `userPrefix`).
+ */
+export async function writeHistoryCsv(
+  options: PlanOptions & { userPrefix: string },
+  file: string,
+): Promise<{ users: number; events: number }> {
+  const plan = await planReplay(options);
+  const events = historyEvents(plan, options.userPrefix);
+  await writeFile(file, importCsv(events));
+  return { users: plan.users.length, events: events.length };
+}
+
+export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
+  const started = Date.now();
+  const { log } = options;
+  const history = options.history ?? 'ingest';
+  const plan = await planReplay(options);
+  const { targets, dataset, catalog, byUser, users } = plan;
+  const topN = Math.min(options.topN, plan.topK ?? options.topN);
   const excludeConsumed = options.excludeConsumed ?? targets.policy?.exclude_consumed ?? false;
+  if (history === 'import' && options.address !== undefined)
+    throw new Error(
+      "history 'import' imports into the gateway the replay starts; for a running gateway, import writeHistoryCsv's file and use 'preloaded'",
+    );
+  const imported = history === 'ingest' ? [] : historyEvents(plan, options.userPrefix);
+  let unknownItems = imported.filter((e) => !catalog.has(e.item_id ?? '')).length;
 
   const hosts: ServerHost[] = [];
   let dataDir: string | undefined;
@@ -161,18 +284,38 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       dataDir = await mkdtemp(join(tmpdir(), 'automr-replay-'));
       log('starting the local model server and a gateway on the bundle');
       const modelServer = await ServerHost.start('model-server', {
-        repository: resolve(options.bundleDir, manifest.model_repository),
+        repository: resolve(options.bundleDir, plan.modelRepository),
       });
       hosts.push(modelServer);
-      const gateway = await ServerHost.start('gateway', {
+      const gatewayOptions = {
         modelServer: modelServer.address,
         dataDir,
         bundle: resolve(options.bundleDir),
         memoryStore: options.store,
-        redisPrefix: `automr-replay-${randomBytes(4).toString('hex')}`,
-        logLevel: 'error',
+        redisPrefix: options.redisPrefix ?? `automr-replay-${randomBytes(4).toString('hex')}`,
         ...(options.maxHistory === undefined ? {} : { maxHistory: options.maxHistory }),
-      });
+      };
+      if (history === 'import') {
+        const file = join(dataDir, 'history.csv');
+        await writeFile(file, importCsv(imported));
+        log(
+          `importing the history before the first target: ${imported.length} events of ${users.length} users`,
+        );
+        const summary = await runImport(
+          defaultConfig(gatewayOptions),
+          { source: csvSource(file) },
+          silentLogger(),
+        );
+        if (summary.rejected > 0 || (summary.encodeFailedUsers ?? 0) > 0)
+          throw new Error(
+            `import: ${summary.rejected} rows rejected (${JSON.stringify(summary.rejections.slice(0, 3))}), ${String(summary.encodeFailedUsers)} users not encoded`,
+          );
+        log(
+          `imported ${summary.accepted} events at ${summary.rawEventsPerSecond} events/s, ` +
+            `encoded ${String(summary.encodedElements)} elements at ${String(summary.encodeElementsPerSecond)}/s`,
+        );
+      }
+      const gateway = await ServerHost.start('gateway', { ...gatewayOptions, logLevel: 'error' });
       hosts.push(gateway);
       address = gateway.address;
     }
@@ -180,7 +323,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     await client.waitForReady();
     log(
       `replaying ${users.length} users, ${targets.samples.length} targets against ${address}` +
-        ` (exclude_consumed ${excludeConsumed})`,
+        ` (exclude_consumed ${excludeConsumed}, history ${history})`,
     );
     const request = {
       top_n: topN,
@@ -192,7 +335,6 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     let eventsIngested = 0;
     let waited = 0;
     let lagging = 0;
-    let unknownItems = 0;
     let modelVersion: string | null = null;
     let done = 0;
 
@@ -209,24 +351,13 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     };
 
     await pool(users, options.concurrency, async (user) => {
-      const u = userIndex.get(user) ?? -1;
-      const items = dataset.itemSeqs[u] ?? [];
-      const times = dataset.timeSeqs[u] ?? [];
-      const samples = [...(byUser.get(user) ?? [])].sort((a, b) => a.pos - b.pos);
+      const samples = byUser.get(user) ?? [];
       const servedUser = `${options.userPrefix}${user}`;
-      let ingested = 0;
+      // With an imported history, memory already holds everything before the first target.
+      let ingested = history === 'ingest' ? 0 : (samples[0]?.pos ?? 0);
       for (const sample of samples) {
-        const events: IngestEvent[] = [];
-        for (let p = ingested; p < sample.pos; p += 1) {
-          const itemId = items[p] ?? '';
-          if (!catalog.has(itemId)) unknownItems += 1;
-          events.push({
-            event_id: `${user}:${p}`,
-            user_id: servedUser,
-            item_id: itemId,
-            timestamp_ms: (times[p] ?? 0) * 1000,
-          });
-        }
+        const events = userEvents(plan, user, options.userPrefix, ingested, sample.pos);
+        unknownItems += events.filter((e) => !catalog.has(e.item_id ?? '')).length;
         const acks = await client.ingest(events);
         const bad = acks.find((a) => a.status !== 'STATUS_ACCEPTED');
         if (bad !== undefined)
@@ -263,11 +394,13 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
     return {
       dataset: targets.dataset,
       fingerprint: dataset.fingerprint,
-      bundle_fingerprint: bundleFingerprint,
+      bundle_fingerprint: plan.bundleFingerprint,
       model_version: modelVersion,
       samples: replayed.length,
       users: users.length,
       events_ingested: eventsIngested,
+      history,
+      events_imported: imported.length,
       exclude_consumed: excludeConsumed,
       served,
       comparison,
@@ -276,6 +409,12 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
       agreement_ok: agreementShare >= options.minAgreement,
       parity: allWithin && agreementShare >= options.minAgreement,
       agreement,
+      ranks: replayed.map((s, i) => ({
+        user_id: s.user_id,
+        pos: s.pos,
+        served: ranks[i] ?? topN,
+        offline: s.automr_rank,
+      })),
       recommends_waiting_for_encoding: waited,
       recommends_still_lagging: lagging,
       unknown_items: unknownItems,
@@ -290,7 +429,11 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayReport> {
 export function renderReplay(report: ReplayReport): string {
   const f = (v: number): string => v.toFixed(4);
   const lines = [
-    `## Served-path replay: ${report.dataset} (${report.samples} targets, ${report.users} users, ${report.events_ingested} events, ${report.wall_s} s, exclude_consumed ${report.exclude_consumed})`,
+    `## Served-path replay: ${report.dataset} (${report.samples} targets, ${report.users} users, ${report.events_ingested} events ingested` +
+      (report.history === 'ingest'
+        ? ''
+        : ` after ${report.events_imported} of history by the bulk import (${report.history})`) +
+      `, ${report.wall_s} s, exclude_consumed ${report.exclude_consumed})`,
     '',
     '| metric | served | offline automr | offline 95% CI | within |',
     '| --- | --- | --- | --- | --- |',
