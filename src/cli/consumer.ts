@@ -21,6 +21,7 @@ import { AppError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { createGatewayMetrics } from '../shared/metrics.js';
 import { startTelemetry } from '../telemetry/otel.js';
+import { drainOnSignal } from './drain-on-signal.js';
 
 let parsed;
 try {
@@ -87,31 +88,21 @@ try {
     `automr consumer (${config.events}) health listening on ${host}:${port} (store ${config.memoryStore}, model server ${config.modelServer})`,
   );
 
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping consumer');
-    setStatus('NOT_SERVING');
-    clearInterval(timer);
-    const hardStop = setTimeout(() => process.exit(1), config.drainTimeoutMs + 10_000);
-    hardStop.unref();
-    (async () => {
+  drainOnSignal(logger, {
+    message: 'stopping consumer',
+    hardStopMs: config.drainTimeoutMs + 10_000,
+    drain: async () => {
+      stopping = true;
+      setStatus('NOT_SERVING');
+      clearInterval(timer);
       await consumer.stop(config.drainTimeoutMs);
       await encoder.stop(Math.min(config.drainTimeoutMs, 2_000));
       await store.close();
       modelServer.close();
       server.forceShutdown();
       await telemetry.shutdown();
-    })().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+    },
+  });
 } catch (error) {
   logger.error({ err: error }, 'consumer failed to start');
   console.error(`automr-consumer: ${error instanceof AppError ? error.message : String(error)}`);

@@ -8,6 +8,7 @@ import { createLogger } from '../shared/logger.js';
 import { configHelp, loadConfig, redactCredentials } from '../gateway/config.js';
 import { startGateway } from '../gateway/server.js';
 import { startTelemetry } from '../telemetry/otel.js';
+import { drainOnSignal } from './drain-on-signal.js';
 
 let parsed;
 try {
@@ -41,32 +42,14 @@ try {
           (config.auth === 'auto' ? ' (allowed because it listens on loopback only)' : ' (AUTOMR_AUTH=none)')
       : `auth: ${auth}; transport: ${tls === 'off' ? 'plaintext' : tls}`,
   );
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'draining');
-    const hardStop = setTimeout(
-      () => {
-        logger.error('drain did not finish in time; exiting');
-        process.exit(1);
-      },
-      config.drainWindowMs + config.drainTimeoutMs + 10_000,
-    );
-    hardStop.unref();
-    gateway
-      .drain()
-      .then(() => telemetry.shutdown())
-      .then(
-        () => process.exit(0),
-        (error: unknown) => {
-          logger.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  drainOnSignal(logger, {
+    message: 'draining',
+    hardStopMs: config.drainWindowMs + config.drainTimeoutMs + 10_000,
+    drain: async () => {
+      await gateway.drain();
+      await telemetry.shutdown();
+    },
+  });
 } catch (error) {
   const message = error instanceof AppError ? error.message : String(error);
   logger.error({ err: error }, 'gateway failed to start');
