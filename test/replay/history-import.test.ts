@@ -1,17 +1,24 @@
 /**
  * The replay with each user's history before the first target loaded by the bulk import (`history: 'import'`)
  * serves every sample the same rank as the replay that sends everything through Ingest, on a synthetic dataset
- * over the committed bundle's catalog (real model server and gateway, started by the replay); and the history file
- * for `npm run import -- --csv` holds exactly the events the replay skips.
+ * over the committed bundle's catalog (real model server and gateway, started by the replay); and so does the
+ * manual flow: the history file imported (`npm run import -- --csv`'s path) into a gateway's store, then a replay
+ * against that running gateway with `history: 'preloaded'`.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadBundle } from '../../src/gateway/bundle.js';
+import { defaultConfig } from '../../src/gateway/config.js';
+import { startGateway } from '../../src/gateway/server.js';
+import { csvSource } from '../../src/import/rows.js';
+import { runImport } from '../../src/import/run.js';
+import { startModelServer } from '../../src/model-server/server.js';
+import { silentLogger } from '../../src/shared/logger.js';
 import { loadDataset } from '../../src/replay/dataset.js';
 import { runReplay, writeHistoryCsv, type ReplayOptions, type TargetsFile } from '../../src/replay/replay.js';
-import { BUNDLE_DIR, tempDir } from '../gateway/helpers.js';
+import { BUNDLE_DIR, MODELS_DIR, tempDir } from '../gateway/helpers.js';
 
 const USERS = 16;
 const EVENTS_PER_USER = 40;
@@ -99,6 +106,29 @@ void test('a replay after a bulk import of the history serves the same rank per 
     );
     assert.deepEqual(viaImport.ranks, viaIngest.ranks);
     assert.deepEqual(viaImport.served, viaIngest.served);
+
+    const modelServer = await startModelServer({ repository: MODELS_DIR, address: '127.0.0.1:0' });
+    try {
+      const config = defaultConfig({
+        addr: '127.0.0.1:0',
+        dataDir: path.join(dir, 'preloaded'),
+        modelServer: modelServer.address,
+        bundle: BUNDLE_DIR,
+        metricsPort: 0,
+      });
+      const imported = await runImport(config, { source: csvSource(csv) }, silentLogger());
+      assert.equal(imported.accepted, written.events);
+      const gateway = await startGateway(config, { logger: silentLogger() });
+      try {
+        const preloaded = await runReplay({ ...options, address: gateway.address, history: 'preloaded' });
+        assert.equal(preloaded.events_ingested, viaImport.events_ingested);
+        assert.deepEqual(preloaded.ranks, viaIngest.ranks);
+      } finally {
+        await gateway.close();
+      }
+    } finally {
+      await modelServer.close();
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
