@@ -1,5 +1,5 @@
 /**
- * The shutdown of the long-running commands (gateway, consumer): on the first SIGTERM or SIGINT run `drain` once,
+ * The shutdown of the long-running commands (gateway, consumer, model server): on the first SIGTERM or SIGINT run `drain` once,
  * then exit 0; exit 1 when it fails (logged with its cause) or is still running after `hardStopMs`.
  */
 import type { Logger } from '../shared/logger.js';

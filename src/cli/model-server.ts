@@ -9,6 +9,7 @@ import { startModelServer } from '../model-server/server.js';
 import { createLogger } from '../shared/logger.js';
 import { isLoopback } from '../shared/transport.js';
 import { startTelemetry } from '../telemetry/otel.js';
+import { drainOnSignal } from './drain-on-signal.js';
 
 const HELP = `Usage: node dist/cli/model-server.js [options]
 
@@ -112,24 +113,14 @@ try {
     sessionsInWorkers: config.ortInWorker,
     tls: { cert: config.tlsCert, key: config.tlsKey, clientCa: config.tlsClientCa },
   });
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'draining');
-    server
-      .drain(config.drainTimeoutMs)
-      .then(() => telemetry.shutdown())
-      .then(
-        () => process.exit(0),
-        (error: unknown) => {
-          logger.error({ err: error }, 'drain failed');
-          process.exit(1);
-        },
-      );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  drainOnSignal(logger, {
+    message: 'draining',
+    hardStopMs: config.drainTimeoutMs + 10_000,
+    drain: async () => {
+      await server.drain(config.drainTimeoutMs);
+      await telemetry.shutdown();
+    },
+  });
 } catch (error) {
   logger.fatal({ err: error }, 'model server failed to start');
   process.exit(1);
