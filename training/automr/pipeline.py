@@ -151,19 +151,26 @@ def get_model(
     return model, info, key
 
 
+def reference_configs(prep: Prepared, cfg: PipelineConfig, exclude: bool) -> list[tuple[ModelConfig, TrainConfig, str]]:
+    """The reference variants to train: the plain loss, and with the exclusion policy on also the exclusion loss."""
+    mcfg = ModelConfig(n_items=prep.n_items, **cfg.model)
+    return [
+        (mcfg, TrainConfig(**{"seed": cfg.seed, "progress": cfg.progress, **cfg.train, "exclude": train_ex,
+                              "select_exclude": exclude}),
+         f"reference model (exclusion loss {'on' if train_ex else 'off'})")
+        for train_ex in ([False, True] if exclude and cfg.try_exclusion_training else [False])
+    ]
+
+
 def get_reference(
     prep: Prepared, cfg: PipelineConfig, cache: Cache, exclude: bool, reuse_key: str | None = None
 ) -> tuple[RecModel, dict, str, list[dict]]:
     """The reference model; with the exclusion policy on, trained with and without the exclusion loss and the one
     with the better validation metric on the served (excluded) ranking kept."""
-    mcfg = ModelConfig(n_items=prep.n_items, **cfg.model)
-    variants = [False, True] if exclude and cfg.try_exclusion_training else [False]
     tried, best = [], None
-    for train_ex in variants:
-        tcfg = TrainConfig(**{"seed": cfg.seed, "progress": cfg.progress, **cfg.train, "exclude": train_ex,
-                              "select_exclude": exclude})
-        model, info, key = get_model(prep, mcfg, tcfg, cache, reuse_key if not train_ex else None,
-                                     desc=f"reference model (exclusion loss {'on' if train_ex else 'off'})")
+    for mcfg, tcfg, desc in reference_configs(prep, cfg, exclude):
+        train_ex = tcfg.exclude
+        model, info, key = get_model(prep, mcfg, tcfg, cache, reuse_key if not train_ex else None, desc=desc)
         tried.append({"trained_with_exclusion": train_ex, "best_epoch": info.get("best_epoch"),
                       "valid_selection_metric": info.get("best_valid"), "train_seconds": round(info["train_seconds"], 1),
                       "stopped_by": info.get("stopped_by"), "key": key})
@@ -190,12 +197,7 @@ def get_long_context(prep: Prepared, cfg: PipelineConfig, cache: Cache, exclude:
 
 def _training_tasks(prep: Prepared, cfg: PipelineConfig, exclude: bool) -> list[tuple]:
     """Every model training the pipeline will ask for, as picklable (kind, configs) tasks; each caches its result."""
-    mcfg = ModelConfig(n_items=prep.n_items, **cfg.model)
-    tasks: list[tuple] = []
-    for train_ex in ([False, True] if exclude and cfg.try_exclusion_training else [False]):
-        tcfg = TrainConfig(**{"seed": cfg.seed, "progress": False, **cfg.train, "exclude": train_ex,
-                              "select_exclude": exclude})
-        tasks.append(("model", mcfg, tcfg, f"reference model (exclusion loss {'on' if train_ex else 'off'})"))
+    tasks: list[tuple] = [("model", m, replace(t, progress=False), d) for m, t, d in reference_configs(prep, cfg, exclude)]
     if cfg.run_long_context:
         lm, lt = long_context_configs(prep, cfg, exclude, exclude and cfg.try_exclusion_training)
         tasks.append(("model", lm, replace(lt, progress=False), "long_context model"))
