@@ -2,7 +2,9 @@
  * Load on the bidirectional Ingest stream: `streams` open streams, users partitioned across them (so one
  * user's events stay in order on one stream). Closed loop keeps `window` events outstanding per stream
  * (an ack frees a slot); open loop sends `rate` events/s in total whatever the acks do. Latency is from
- * sending (open loop: from the intended send time) to the event's durable ack.
+ * sending (open loop: from the intended send time) to the event's durable ack. With `batch`, the method is
+ * IngestBatch: events go `batch` to a message (closed loop: a message as soon as `batch` slots are free; open loop:
+ * the events due on a stream in one tick, cut into messages of at most `batch`) and acks come several to a message.
  */
 import { performance } from 'node:perf_hooks';
 import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
@@ -19,6 +21,8 @@ export interface IngestLoadSpec {
   streams: number;
   /** Closed loop: events outstanding per stream. */
   window: number;
+  /** Events per IngestBatch message (`method` is then IngestBatch); absent: one event per Ingest message. */
+  batch?: number;
   /** Open loop when set: events/s over all streams. */
   rate?: number;
   warmupMs: number;
@@ -57,8 +61,17 @@ interface Ack {
   message?: string;
 }
 
+interface IngestEvent {
+  eventId: string;
+  userId: string;
+  itemId: string | undefined;
+  timestampMs: number;
+}
+
 interface OpenStream {
-  call: ClientDuplexStream<unknown, Ack>;
+  call: ClientDuplexStream<unknown, unknown>;
+  /** Events not yet written (batched mode). */
+  queued: IngestEvent[];
   users: number[];
   nextUser: number;
   outstanding: number;
@@ -95,11 +108,11 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
     const call = client.makeBidiStreamRequest(
       method.path,
       method.requestSerialize,
-      method.responseDeserialize as (buffer: Buffer) => Ack,
+      method.responseDeserialize,
       new Metadata(),
       {},
     );
-    const stream: OpenStream = { call, users, nextUser: 0, outstanding: 0, sentAt: new Map() };
+    const stream: OpenStream = { call, queued: [], users, nextUser: 0, outstanding: 0, sentAt: new Map() };
     streams.push(stream);
     finished.push(
       new Promise<void>((resolve) => {
@@ -112,6 +125,11 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
     );
   }
 
+  const batch = spec.batch ?? 0;
+  /** Writes the stream's queued events, at most `batch` to a message. */
+  const flush = (stream: OpenStream): void => {
+    while (stream.queued.length > 0) stream.call.write({ events: stream.queued.splice(0, batch) });
+  };
   const send = (stream: OpenStream, intended?: number): boolean => {
     if (stream.users.length === 0) return false;
     const user = stream.users[stream.nextUser % stream.users.length] ?? 0;
@@ -123,19 +141,20 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
     stream.sentAt.set(eventId, { at, measured: at >= measureStart });
     stream.outstanding += 1;
     touched.add(user);
-    stream.call.write({
+    const event: IngestEvent = {
       eventId,
       userId: `${spec.userPrefix}${user}`,
       itemId: spec.items[(n * 7919) % spec.items.length],
       timestampMs: spec.baseTimestampMs + n,
-    });
+    };
+    if (batch > 0) stream.queued.push(event);
+    else stream.call.write(event);
     return true;
   };
 
   const closedLoop = spec.rate === undefined;
   for (const stream of streams) {
-    stream.call.on('data', (ack: Ack) => {
-      const now = performance.now();
+    const onAck = (ack: Ack, now: number): void => {
       stream.outstanding -= 1;
       counts.allAcked += 1;
       const sent = ack.eventId === undefined ? undefined : stream.sentAt.get(ack.eventId);
@@ -151,7 +170,18 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
         recordMs(histogram, now - sent.at);
         lastAck = Math.max(lastAck, now);
       }
-      if (closedLoop && !stopping && now < end) send(stream);
+    };
+    stream.call.on('data', (message: unknown) => {
+      const now = performance.now();
+      if (batch > 0) for (const ack of (message as { acks: Ack[] }).acks) onAck(ack, now);
+      else onAck(message as Ack, now);
+      if (closedLoop && !stopping && now < end) {
+        // Batched: a message once `batch` slots are free (the window is never exceeded).
+        if (batch > 0) {
+          while (stream.outstanding + batch <= spec.window) for (let i = 0; i < batch; i += 1) send(stream);
+          flush(stream);
+        } else send(stream);
+      }
       if (stopping && stream.outstanding === 0) stream.call.end();
     });
   }
@@ -159,6 +189,7 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
   if (closedLoop) {
     for (const stream of streams) {
       for (let i = 0; i < spec.window; i += 1) send(stream);
+      flush(stream);
     }
     await new Promise((resolve) => setTimeout(resolve, end - performance.now()));
   } else {
@@ -173,6 +204,7 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
           issued += 1;
           if (stream !== undefined) send(stream, intended);
         }
+        if (batch > 0) for (const stream of streams) flush(stream);
         const next = start + issued * interval;
         if (next >= end) {
           resolve();

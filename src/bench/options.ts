@@ -19,6 +19,8 @@ export interface BenchOptions {
   /** Ingest load shape: open streams and events outstanding per stream (closed loop). */
   ingestStreams: number;
   ingestWindow: number;
+  /** Events per IngestBatch message in the batched closed loop (0: not run). */
+  ingestBatch: number;
   /** Users seeded for the Recommend load, and events each. */
   users: number;
   eventsPerUser: number;
@@ -58,6 +60,7 @@ export function defaultOptions(quick: boolean): BenchOptions {
     rounds: quick ? 3 : 5,
     ingestStreams: 4,
     ingestWindow: 64,
+    ingestBatch: 16,
     users: quick ? 100 : 500,
     eventsPerUser: 100,
     gatewayConfig: {},

@@ -116,6 +116,10 @@ export interface BenchReport {
   ingest_eps: number | null;
   ingest_redis_eps: number | null;
   ingest_p99_ms: number | null;
+  /** The same closed loop through IngestBatch (`--ingest-batch` events per message): lmdb, Redis, lmdb ack p99. */
+  ingest_batch_eps: number | null;
+  ingest_redis_batch_eps: number | null;
+  ingest_batch_p99_ms: number | null;
   /** Bulk import: raw events/s into lmdb and Redis, memory elements encoded per second (lmdb run). */
   import_eps: number | null;
   import_redis_eps: number | null;
@@ -179,6 +183,9 @@ export function emptyReport(environment: Record<string, unknown>): BenchReport {
     ingest_eps: null,
     ingest_redis_eps: null,
     ingest_p99_ms: null,
+    ingest_batch_eps: null,
+    ingest_redis_batch_eps: null,
+    ingest_batch_p99_ms: null,
     import_eps: null,
     import_redis_eps: null,
     import_encode_elements_per_s: null,
@@ -230,6 +237,11 @@ export function finalizeReport(report: BenchReport): BenchReport {
   report.ingest_eps = lmdbClosed === undefined ? null : Math.round(lmdbClosed.eps);
   report.ingest_redis_eps = redisClosed === undefined ? null : Math.round(redisClosed.eps);
   report.ingest_p99_ms = lmdbClosed?.ack_latency.p99_ms ?? null;
+  const lmdbBatch = report.sweep.ingest.find((f) => f.store === 'lmdb' && f.mode.startsWith('batch'));
+  const redisBatch = report.sweep.ingest.find((f) => f.store === 'redis' && f.mode.startsWith('batch'));
+  report.ingest_batch_eps = lmdbBatch === undefined ? null : Math.round(lmdbBatch.eps);
+  report.ingest_redis_batch_eps = redisBatch === undefined ? null : Math.round(redisBatch.eps);
+  report.ingest_batch_p99_ms = lmdbBatch?.ack_latency.p99_ms ?? null;
   report.ingest_to_store_floor_ratio = ratio(report.ingest_eps, report.store_floor?.eps ?? null);
   report.ingest_redis_to_store_floor_ratio = ratio(
     report.ingest_redis_eps,
@@ -269,6 +281,20 @@ export function finalizeReport(report: BenchReport): BenchReport {
     check('gateway overhead p99 at c=1 (ms)', '<= 2', report.overhead_p99_ms, (v) => v <= 2),
     check('durable ingest into lmdb (events/s)', '>= 20000', report.ingest_eps, (v) => v >= 20_000),
     check('durable ingest into Redis (events/s)', '>= 12000', report.ingest_redis_eps, (v) => v >= 12_000),
+    check('Ingest ack p99 into lmdb (ms)', '<= 50', report.ingest_p99_ms, (v) => v <= 50),
+    check(
+      'durable IngestBatch into lmdb (events/s)',
+      '>= 20000',
+      report.ingest_batch_eps,
+      (v) => v >= 20_000,
+    ),
+    check(
+      'durable IngestBatch into Redis (events/s)',
+      '>= 12000',
+      report.ingest_redis_batch_eps,
+      (v) => v >= 12_000,
+    ),
+    check('IngestBatch ack p99 into lmdb (ms)', '<= 50', report.ingest_batch_p99_ms, (v) => v <= 50),
     check('bulk import into lmdb (raw events/s)', '>= 20000', report.import_eps, (v) => v >= 20_000),
     check('retriever p99 with 90 elements (us)', '<= 200', report.retriever_p99_us, (v) => v <= 200),
   ];

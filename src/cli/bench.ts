@@ -21,6 +21,7 @@ const HELP = `Usage: npm run bench -- [options]
   --users N               users seeded for the Recommend load (each with a full history of 100 events)
   --ingest-streams N      Ingest streams (default 4)
   --ingest-window N       events outstanding per Ingest stream (default 64)
+  --ingest-batch N        events per IngestBatch message in the batched closed loop (default 16; 0 skips it)
   --rounds N              alternating echo/gateway slices per concurrency (default 5, quick 3)
   --loadgen child|inprocess  where the load generator runs (default child)
   --profile               also profile the gateway at saturation (node --cpu-prof)
@@ -55,6 +56,7 @@ async function main(): Promise<number> {
       rounds: { type: 'string' },
       'ingest-streams': { type: 'string' },
       'ingest-window': { type: 'string' },
+      'ingest-batch': { type: 'string' },
       loadgen: { type: 'string' },
       profile: { type: 'boolean', default: false },
       'profile-dir': { type: 'string' },
@@ -92,6 +94,7 @@ async function main(): Promise<number> {
   if (values.rounds !== undefined) options.rounds = list(values.rounds)[0] ?? options.rounds;
   if (values['ingest-streams'] !== undefined) options.ingestStreams = list(values['ingest-streams'])[0] ?? 4;
   if (values['ingest-window'] !== undefined) options.ingestWindow = list(values['ingest-window'])[0] ?? 64;
+  if (values['ingest-batch'] !== undefined) options.ingestBatch = list(values['ingest-batch'])[0] ?? 16;
   if (values.users !== undefined) options.users = list(values.users)[0] ?? options.users;
   if (values.loadgen !== undefined) {
     if (values.loadgen !== 'child' && values.loadgen !== 'inprocess')

@@ -16,6 +16,8 @@ import { loadRecommenderProto } from '../shared/recommender-proto.js';
 import type { RecommenderServiceClient } from '../generated/automr/v1/RecommenderService.js';
 import type { IngestRequest } from '../generated/automr/v1/IngestRequest.js';
 import type { IngestResponse__Output } from '../generated/automr/v1/IngestResponse.js';
+import type { IngestBatchRequest } from '../generated/automr/v1/IngestBatchRequest.js';
+import type { IngestBatchResponse__Output } from '../generated/automr/v1/IngestBatchResponse.js';
 import type { RecommendRequest } from '../generated/automr/v1/RecommendRequest.js';
 import type { RecommendResponse__Output } from '../generated/automr/v1/RecommendResponse.js';
 import type { RankedItem__Output } from '../generated/automr/v1/RankedItem.js';
@@ -99,9 +101,18 @@ export class RecommenderClient {
     return call;
   }
 
+  /** An IngestBatch stream: events many to a message, acks many to a message (match them by event_id). */
+  ingestBatchStream(
+    control: CallControl = {},
+  ): ClientDuplexStream<IngestBatchRequest, IngestBatchResponse__Output> {
+    const call = this.stub.IngestBatch(this.metadata(), this.options(control));
+    cancelOnAbort(call, control.signal);
+    return call;
+  }
+
   /**
    * Sends every event on one Ingest stream, at most `window` unacknowledged, and resolves with one ack per event
-   * in order. The deadline grows with the number of events. Rejects with the stream's error.
+   * in the order the acks came. The deadline grows with the number of events. Rejects with the stream's error.
    */
   ingest(events: IngestEvent[], window = 256, control: CallControl = {}): Promise<IngestAck[]> {
     const call = this.stub.Ingest(
@@ -109,20 +120,32 @@ export class RecommenderClient {
       this.options(control, events.length * this.ingestMsPerEvent),
     );
     cancelOnAbort(call, control.signal);
-    const acks: IngestAck[] = [];
-    let next = 0;
-    return new Promise<IngestAck[]>((resolve, reject) => {
-      const pump = (): void => {
-        while (next < events.length && next - acks.length < window) call.write(events[next++] as IngestEvent);
-        if (next === events.length && acks.length === events.length) call.end();
-      };
-      call.on('data', (ack: IngestAck) => {
-        acks.push(ack);
-        pump();
-      });
-      call.on('error', reject);
-      call.on('end', () => resolve(acks));
-      pump();
+    return pumpEvents(call, events, window, {
+      write: (batch) => call.write(batch[0] as IngestEvent),
+      acks: (message: IngestAck) => [message],
+      batch: 1,
+    });
+  }
+
+  /**
+   * As `ingest`, through IngestBatch: `batch` events to a message (a message once `batch` slots of the window are
+   * free), acks as they come, several to a message.
+   */
+  ingestBatched(
+    events: IngestEvent[],
+    batch = 64,
+    window = 256,
+    control: CallControl = {},
+  ): Promise<IngestAck[]> {
+    const call = this.stub.IngestBatch(
+      this.metadata(),
+      this.options(control, events.length * this.ingestMsPerEvent),
+    );
+    cancelOnAbort(call, control.signal);
+    return pumpEvents(call, events, Math.max(window, batch), {
+      write: (chunk) => call.write({ events: chunk }),
+      acks: (message: IngestBatchResponse__Output) => message.acks,
+      batch,
     });
   }
 
@@ -182,4 +205,38 @@ function cancelOnAbort(call: { cancel(): void }, signal: AbortSignal | undefined
   if (signal === undefined) return;
   if (signal.aborted) call.cancel();
   else signal.addEventListener('abort', () => call.cancel(), { once: true });
+}
+
+/**
+ * Writes `events` `batch` to a message, at most `window` unacknowledged, and resolves with the acks in arrival order
+ * once the server ended the stream after the last one.
+ */
+function pumpEvents<Req, Res>(
+  call: ClientDuplexStream<Req, Res>,
+  events: IngestEvent[],
+  window: number,
+  framing: { write: (chunk: IngestEvent[]) => void; acks: (message: Res) => IngestAck[]; batch: number },
+): Promise<IngestAck[]> {
+  const acks: IngestAck[] = [];
+  let next = 0;
+  return new Promise<IngestAck[]>((resolve, reject) => {
+    const pump = (): void => {
+      while (
+        next < events.length &&
+        next - acks.length + Math.min(framing.batch, events.length - next) <= window
+      ) {
+        const chunk = events.slice(next, next + framing.batch);
+        next += chunk.length;
+        framing.write(chunk);
+      }
+      if (next === events.length && acks.length === events.length) call.end();
+    };
+    call.on('data', (message: Res) => {
+      acks.push(...framing.acks(message));
+      pump();
+    });
+    call.on('error', reject);
+    call.on('end', () => resolve(acks));
+    pump();
+  });
 }

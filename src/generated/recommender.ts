@@ -6,6 +6,8 @@ import type { ForgetUserRequest as _automr_v1_ForgetUserRequest, ForgetUserReque
 import type { ForgetUserResponse as _automr_v1_ForgetUserResponse, ForgetUserResponse__Output as _automr_v1_ForgetUserResponse__Output } from './automr/v1/ForgetUserResponse.js';
 import type { GetMemoryRequest as _automr_v1_GetMemoryRequest, GetMemoryRequest__Output as _automr_v1_GetMemoryRequest__Output } from './automr/v1/GetMemoryRequest.js';
 import type { GetMemoryResponse as _automr_v1_GetMemoryResponse, GetMemoryResponse__Output as _automr_v1_GetMemoryResponse__Output } from './automr/v1/GetMemoryResponse.js';
+import type { IngestBatchRequest as _automr_v1_IngestBatchRequest, IngestBatchRequest__Output as _automr_v1_IngestBatchRequest__Output } from './automr/v1/IngestBatchRequest.js';
+import type { IngestBatchResponse as _automr_v1_IngestBatchResponse, IngestBatchResponse__Output as _automr_v1_IngestBatchResponse__Output } from './automr/v1/IngestBatchResponse.js';
 import type { IngestRequest as _automr_v1_IngestRequest, IngestRequest__Output as _automr_v1_IngestRequest__Output } from './automr/v1/IngestRequest.js';
 import type { IngestResponse as _automr_v1_IngestResponse, IngestResponse__Output as _automr_v1_IngestResponse__Output } from './automr/v1/IngestResponse.js';
 import type { MemoryEntry as _automr_v1_MemoryEntry, MemoryEntry__Output as _automr_v1_MemoryEntry__Output } from './automr/v1/MemoryEntry.js';
@@ -29,6 +31,8 @@ export interface ProtoGrpcType {
       ForgetUserResponse: MessageTypeDefinition<_automr_v1_ForgetUserResponse, _automr_v1_ForgetUserResponse__Output>
       GetMemoryRequest: MessageTypeDefinition<_automr_v1_GetMemoryRequest, _automr_v1_GetMemoryRequest__Output>
       GetMemoryResponse: MessageTypeDefinition<_automr_v1_GetMemoryResponse, _automr_v1_GetMemoryResponse__Output>
+      IngestBatchRequest: MessageTypeDefinition<_automr_v1_IngestBatchRequest, _automr_v1_IngestBatchRequest__Output>
+      IngestBatchResponse: MessageTypeDefinition<_automr_v1_IngestBatchResponse, _automr_v1_IngestBatchResponse__Output>
       IngestRequest: MessageTypeDefinition<_automr_v1_IngestRequest, _automr_v1_IngestRequest__Output>
       IngestResponse: MessageTypeDefinition<_automr_v1_IngestResponse, _automr_v1_IngestResponse__Output>
       MemoryEntry: MessageTypeDefinition<_automr_v1_MemoryEntry, _automr_v1_MemoryEntry__Output>

@@ -35,6 +35,15 @@ void test('headline figures come from c=64 (throughput) and c=1 (overhead), with
     rejected: 0,
     errors: 0,
   });
+  report.sweep.ingest.push({
+    store: 'lmdb',
+    mode: 'batch 4x64/16',
+    eps: 21_000,
+    ack_latency: lat(20, 60),
+    accepted: 1,
+    rejected: 0,
+    errors: 0,
+  });
   report.sweep.import.push(
     {
       store: 'lmdb',
@@ -76,18 +85,23 @@ void test('headline figures come from c=64 (throughput) and c=1 (overhead), with
   assert.equal(report.overhead_p99_ms, 2.5);
   assert.equal(report.ingest_eps, 12_345);
   assert.equal(report.ingest_p99_ms, 9);
+  assert.equal(report.ingest_batch_eps, 21_000, 'IngestBatch figures come from the batched closed loop');
+  assert.equal(report.ingest_batch_p99_ms, 60);
+  assert.equal(report.ingest_redis_batch_eps, null);
   assert.equal(report.import_eps, 25_000);
   assert.equal(report.import_redis_eps, 12_500);
   assert.equal(report.import_encode_elements_per_s, 5_000);
   assert.deepEqual(
     report.targets.map((t) => t.met),
-    [true, null, false, false, false, false, null, true, true],
+    // ..., ingest lmdb, Redis, Ingest ack p99, IngestBatch lmdb, Redis, IngestBatch ack p99, import, retriever
+    [true, null, false, false, false, false, null, true, true, null, false, true, true],
   );
   const markdown = renderMarkdown(report);
   assert.match(markdown, /\| 64 \| 5000 \| 1\.00 \| 2\.00 \| 2400 \| .* \| 0\.480 \|/);
   assert.match(markdown, /retriever p99 .* \| yes \|/);
   assert.match(markdown, /gateway per Recommend \/ echo server per call \(ms\) \| 0\.120 \/ 0\.050 = 2\.40/);
   assert.match(markdown, /lmdb \| closed 4x64 \| 12345/);
+  assert.match(markdown, /lmdb \| batch 4x64\/16 \| 21000/);
   assert.match(markdown, /\| lmdb \| 50000 \| 2\.000 \| 25000 \| 500 \| 10\.000 \| 50000 \| 5000 \| 50 \|/);
   assert.match(markdown, /\| redis \| 50000 \| 4\.000 \| 12500 \| 500 \| n\/a \| n\/a \| n\/a \|/);
 });

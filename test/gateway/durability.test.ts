@@ -1,12 +1,57 @@
-/** An acked event survives kill -9: a real gateway child ingests, is SIGKILLed right after acks, the store is reopened. */
+/**
+ * An acked event survives kill -9: a real gateway child ingests (Ingest, and IngestBatch with many acks to a message),
+ * is SIGKILLed right after acks, the store is reopened.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { LmdbMemoryStore } from '../../src/gateway/adapters/lmdb-store.js';
+import type { IngestRequest } from '../../src/generated/automr/v1/IngestRequest.js';
 import type { IngestResponse__Output } from '../../src/generated/automr/v1/IngestResponse.js';
+import type { IngestBatchResponse__Output } from '../../src/generated/automr/v1/IngestBatchResponse.js';
 import { BUNDLE_DIR, client, healthClient, healthStatus, spawnGateway, tempDir } from './helpers.js';
 
-void test('every event acked before kill -9 is in the embedded store after restart', async () => {
+type Acks = (
+  onAck: (ack: IngestResponse__Output) => void,
+  done: () => void,
+) => (event: IngestRequest) => void;
+
+/** Ingest: one event per message each way. */
+const perEvent =
+  (c: ReturnType<typeof client>): Acks =>
+  (onAck, done) => {
+    const call = c.ingestStream();
+    call.on('data', onAck);
+    call.on('error', done);
+    call.on('end', done);
+    return (event) => call.write(event);
+  };
+
+/** IngestBatch: 50 events to a message (written when full), acks several to a message. */
+const batched =
+  (c: ReturnType<typeof client>): Acks =>
+  (onAck, done) => {
+    const call = c.ingestBatchStream();
+    call.on('data', (message: IngestBatchResponse__Output) => message.acks.forEach(onAck));
+    call.on('error', done);
+    call.on('end', done);
+    let events: IngestRequest[] = [];
+    return (event) => {
+      events.push(event);
+      if (events.length < 50) return;
+      call.write({ events });
+      events = [];
+    };
+  };
+
+for (const [method, open] of [
+  ['Ingest', perEvent],
+  ['IngestBatch', batched],
+] as const)
+  void test(`every event acked (${method}) before kill -9 is in the embedded store after restart`, () =>
+    ackedSurviveKill(open));
+
+async function ackedSurviveKill(open: (c: ReturnType<typeof client>) => Acks): Promise<void> {
   const dataDir = tempDir('automr-durable-');
   // No model server: ingest needs none (encoding is retried later and never blocks acks).
   const gw = await spawnGateway({
@@ -25,16 +70,16 @@ void test('every event acked before kill -9 is in the embedded store after resta
     health.close();
     const killAfter = 150;
     await new Promise<void>((resolve) => {
-      const call = c.ingestStream();
-      call.on('data', (ack: IngestResponse__Output) => {
-        assert.equal(ack.status, 'STATUS_ACCEPTED');
-        acked.push(ack.event_id);
-        if (acked.length === killAfter) gw.child.kill('SIGKILL');
-      });
-      call.on('error', () => resolve());
-      call.on('end', () => resolve());
+      const send = open(c)(
+        (ack) => {
+          assert.equal(ack.status, 'STATUS_ACCEPTED');
+          acked.push(ack.event_id);
+          if (acked.length === killAfter) gw.child.kill('SIGKILL');
+        },
+        () => resolve(),
+      );
       for (let i = 0; i < 2000; i++) {
-        call.write({
+        send({
           event_id: `d${i}`,
           user_id: `user-${i % 7}`,
           item_id: '001',
@@ -59,4 +104,4 @@ void test('every event acked before kill -9 is in the embedded store after resta
     await store.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
-});
+}

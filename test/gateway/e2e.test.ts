@@ -19,6 +19,8 @@ import { defaultConfig } from '../../src/gateway/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import type { RecommenderClient } from '../../src/client/recommender-client.js';
+import type { IngestResponse__Output } from '../../src/generated/automr/v1/IngestResponse.js';
+import type { IngestBatchResponse__Output } from '../../src/generated/automr/v1/IngestBatchResponse.js';
 import {
   BUNDLE_DIR,
   client,
@@ -185,6 +187,56 @@ void test('bad inputs get INVALID_ARGUMENT or REJECTED with a clear message, nev
   assert.equal((unaryError as ServiceError).code, status.INVALID_ARGUMENT);
   const forgetError = await forget('y'.repeat(300)).catch((e: ServiceError) => e);
   assert.equal((forgetError as ServiceError).code, status.INVALID_ARGUMENT);
+});
+
+void test('IngestBatch stores and acks as Ingest does, with acks several to a message', async () => {
+  const catalog = gateway.bundle.catalog;
+  const now = Date.now();
+  const eventsOf = (user: string) => {
+    const events = Array.from({ length: 30 }, (_, i) => ({
+      event_id: `b-${i}`,
+      user_id: user,
+      item_id: (catalog[(i * 5) % catalog.length] as { itemId: string }).itemId,
+      timestamp_ms: now - 500_000 + i * 1000,
+    }));
+    return [
+      ...events,
+      { ...events[3]!, item_id: 'resent' }, // a duplicate within the stream
+      { event_id: 'late', user_id: user, item_id: 'not-in-catalog', timestamp_ms: now - 600_000 },
+      { event_id: 'bad', user_id: user, item_id: '', timestamp_ms: now },
+    ];
+  };
+  const single = await ingest(c, eventsOf('batch-a'));
+  assert.equal(single.error, undefined);
+  let messages = 0;
+  const batched = await new Promise<IngestResponse__Output[]>((resolve, reject) => {
+    const acks: IngestResponse__Output[] = [];
+    const call = c.ingestBatchStream();
+    call.on('data', (message: IngestBatchResponse__Output) => {
+      messages++;
+      acks.push(...message.acks);
+    });
+    call.on('error', reject);
+    call.on('end', () => resolve(acks));
+    const events = eventsOf('batch-b');
+    call.write({ events: events.slice(0, 20) });
+    call.write({ events: events.slice(20) });
+    call.end();
+  });
+  const byId = (acks: IngestResponse__Output[]) =>
+    new Map(acks.map((a) => [a.event_id, { ...a, message: a.message.replace('batch-b', 'batch-a') }]));
+  assert.equal(batched.length, 33, 'one ack per event');
+  assert.deepEqual(byId(batched), byId(single.acks));
+  assert.ok(messages < batched.length, `acks came in ${messages} messages`);
+  const stored = async (user: string) =>
+    (await getMemory(user)).map((e) => [e.event_id, e.item_id, e.timestamp_ms, e.unknown_item]);
+  assert.deepEqual(await stored('batch-b'), await stored('batch-a'));
+  assert.equal((await stored('batch-b')).length, 31);
+
+  // The client library's batched send: every event acked once, resends are duplicates.
+  const again = await c.ingestBatched(eventsOf('batch-b').slice(0, 30), 8, 16);
+  assert.equal(again.length, 30);
+  assert.ok(again.every((a) => a.status === 'STATUS_DUPLICATE'));
 });
 
 void test('the same flow over the Redis store (several gateways share it)', async () => {

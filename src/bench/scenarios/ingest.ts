@@ -1,6 +1,7 @@
 /**
- * Durable Ingest: 4 streams × 64 outstanding events (closed loop), then an open loop at 80 % of that rate,
- * on the embedded store and on Redis, with ack latency, the encoding lag left at stop and CPU per event.
+ * Durable Ingest: 4 streams × 64 outstanding events (closed loop), then an open loop at 80 % of that rate, then
+ * (with `--ingest-batch N`, default 16) the same closed loop through IngestBatch with N events per message, on the
+ * embedded store and on Redis, with ack latency, the encoding lag left at stop and CPU per event.
  */
 import { RecommenderClient } from '../../client/recommender-client.js';
 import { PROTO_DIR, SERVICE_NAME } from '../../shared/recommender-proto.js';
@@ -15,12 +16,22 @@ import { deleteRedisPrefix } from './redis-keys.js';
 import { waitForEncodings } from './seeding.js';
 import { tokenMetadataFromEnv } from '../../shared/transport.js';
 
+/** Closed and open loop through Ingest (one event per message), closed loop through IngestBatch. */
+export type IngestMode = 'closed' | 'open' | 'batch';
+
+const modeLabel = (spec: IngestLoadSpec, mode: IngestMode): string =>
+  mode === 'closed'
+    ? `closed ${spec.streams}x${spec.window}`
+    : mode === 'open'
+      ? `open ${spec.rate ?? 0}/s`
+      : `batch ${spec.streams}x${spec.window}/${spec.batch ?? 0}`;
+
 export function ingestSpec(
   address: string,
   options: BenchOptions,
   catalog: BenchCatalog,
   runId: string,
-  mode: 'closed' | 'open',
+  mode: IngestMode,
   rate?: number,
 ): IngestLoadSpec {
   return {
@@ -28,10 +39,11 @@ export function ingestSpec(
     protoPath: RECOMMENDER_PROTO_PATH,
     includeDirs: [PROTO_DIR],
     service: SERVICE_NAME,
-    method: 'Ingest',
+    method: mode === 'batch' ? 'IngestBatch' : 'Ingest',
     streams: options.ingestStreams,
     window: options.ingestWindow,
     ...(mode === 'open' ? { rate: rate ?? 10_000 } : {}),
+    ...(mode === 'batch' ? { batch: options.ingestBatch } : {}),
     warmupMs: options.warmupMs,
     durationMs: options.durationMs,
     users: options.quick ? 2_000 : 10_000,
@@ -53,7 +65,8 @@ async function benchIngestOn(
   try {
     await client.waitForReady();
     let closedEps = 0;
-    for (const mode of ['closed', 'open'] as const) {
+    const modes: IngestMode[] = options.ingestBatch > 0 ? ['closed', 'open', 'batch'] : ['closed', 'open'];
+    for (const mode of modes) {
       // Open loop at 80% of this store's closed-loop saturation: ack latency at a sustainable rate.
       const rate = Math.max(100, Math.round(closedEps * 0.8));
       const spec = ingestSpec(gateway.address, options, ctx.catalog, `${ctx.runId}-${store}`, mode, rate);
@@ -69,7 +82,7 @@ async function benchIngestOn(
       };
       const figure: IngestFigure = {
         store,
-        mode: mode === 'closed' ? `closed ${spec.streams}x${spec.window}` : `open ${spec.rate ?? 0}/s`,
+        mode: modeLabel(spec, mode),
         eps: Math.round(result.eps),
         ack_latency: summarize(decodeHistogram(result.latency)),
         accepted: result.accepted,

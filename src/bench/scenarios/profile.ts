@@ -1,5 +1,5 @@
 /**
- * CPU profiles of a separate gateway at saturation (Recommend, then Ingest, each when its section runs): the
+ * CPU profiles of a separate gateway at saturation (Recommend, then Ingest and IngestBatch, each when its section runs): the
  * profiler perturbs what it measures, so the measured sections never run under it.
  */
 import { mkdir } from 'node:fs/promises';
@@ -30,6 +30,7 @@ export async function profileGateway(
   const sections = [
     ...(recommendTarget === undefined ? [] : (['recommend'] as const)),
     ...(options.sections.has('ingest') ? (['ingest'] as const) : []),
+    ...(options.sections.has('ingest') && options.ingestBatch > 0 ? (['ingest-batch'] as const) : []),
   ];
   try {
     await client.waitForReady();
@@ -53,7 +54,13 @@ export async function profileGateway(
         await runner.run(target, { ...measured, warmupMs: 0 });
       } else {
         await runner.ingest({
-          ...ingestSpec(profiled.address, options, ctx.catalog, `${runId}p`, 'closed'),
+          ...ingestSpec(
+            profiled.address,
+            options,
+            ctx.catalog,
+            `${runId}p`,
+            section === 'ingest' ? 'closed' : 'batch',
+          ),
           warmupMs: 0,
         });
       }

@@ -13,6 +13,7 @@ import { SERVICE_NAME } from '../../shared/recommender-proto.js';
 export const METHOD_SCOPES: Readonly<Record<string, Scope>> = {
   [`/${SERVICE_NAME}/Recommend`]: 'recommend',
   [`/${SERVICE_NAME}/Ingest`]: 'ingest',
+  [`/${SERVICE_NAME}/IngestBatch`]: 'ingest',
   [`/${SERVICE_NAME}/GetMemory`]: 'memory:read',
   [`/${SERVICE_NAME}/ForgetUser`]: 'memory:delete',
 };

@@ -1,8 +1,8 @@
 /**
  * Thin gRPC handlers for automr.v1.RecommenderService: protocol ↔ domain, errors → status via the shared mapper.
- * Each call is tracked so that drain can wait for in-flight work.
+ * Each call is tracked so that drain can wait for in-flight work. Ingest streams are served by `ingest-stream.ts`.
  */
-import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type {
   Metadata,
   ServerDuplexStream,
@@ -19,6 +19,8 @@ import type { GatewayMetrics } from '../../shared/metrics.js';
 import type { RecommenderServiceHandlers } from '../../generated/automr/v1/RecommenderService.js';
 import type { IngestRequest__Output } from '../../generated/automr/v1/IngestRequest.js';
 import type { IngestResponse } from '../../generated/automr/v1/IngestResponse.js';
+import type { IngestBatchRequest__Output } from '../../generated/automr/v1/IngestBatchRequest.js';
+import type { IngestBatchResponse } from '../../generated/automr/v1/IngestBatchResponse.js';
 import type { RecommendRequest__Output } from '../../generated/automr/v1/RecommendRequest.js';
 import type { RecommendResponse } from '../../generated/automr/v1/RecommendResponse.js';
 import type { GetMemoryRequest__Output } from '../../generated/automr/v1/GetMemoryRequest.js';
@@ -27,10 +29,8 @@ import type { ForgetUserRequest__Output } from '../../generated/automr/v1/Forget
 import type { ForgetUserResponse } from '../../generated/automr/v1/ForgetUserResponse.js';
 import type { IngestService } from '../domain/ingest.js';
 import type { Admission } from './admission.js';
+import { serveIngestStream, type IngestFraming } from './ingest-stream.js';
 import type { RecommendService } from '../domain/recommend.js';
-
-/** Most events of one stream being stored at once; beyond it the stream is paused (back-pressure). */
-const INGEST_WINDOW = 1024;
 
 export interface HandlerDeps {
   ingest: IngestService;
@@ -88,6 +88,26 @@ const rpcAttributes = (method: string) => ({
   'rpc.method': method,
 });
 
+/** Ingest: one event per message each way; acks of one turn written corked (one write per ack through grpc-js). */
+const singleEvents: IngestFraming<IngestRequest__Output, IngestResponse> = {
+  events: (message) => [message],
+  write: (call, acks) => {
+    if (acks.length === 1) {
+      call.write(acks[0] as IngestResponse);
+      return;
+    }
+    call.cork();
+    for (const ack of acks) call.write(ack);
+    call.uncork();
+  },
+};
+
+/** IngestBatch: the acks of one turn as one message. */
+const batchedEvents: IngestFraming<IngestBatchRequest__Output, IngestBatchResponse> = {
+  events: (message) => message.events,
+  write: (call, acks) => call.write({ acks }),
+};
+
 const DRAINING = () =>
   new AppError('UNAVAILABLE', 'gateway is shutting down; retry on another instance', { retryable: true });
 
@@ -132,123 +152,41 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
     };
   }
 
+  /** Opens an Ingest-like stream unless draining or over the admission bound. */
+  function ingestStream<Req, Res>(
+    method: string,
+    call: ServerDuplexStream<Req, Res>,
+    framing: IngestFraming<Req, Res>,
+  ): void {
+    const started = performance.now();
+    if (d.draining()) {
+      call.emit('error', toServiceError(DRAINING()));
+      return;
+    }
+    try {
+      d.admission?.admitIngestStream();
+    } catch (error) {
+      call.emit('error', toServiceError(error));
+      return;
+    }
+    serveIngestStream(call, framing, {
+      ingest: d.ingest,
+      logger: d.logger,
+      ...(d.admission === undefined ? {} : { admission: d.admission }),
+      ...(d.openStreams === undefined ? {} : { openStreams: d.openStreams }),
+      observe: (error) => observe(method, started, error),
+      draining: DRAINING,
+      parent: tracingActive() ? extractContext(headersOf(call.metadata)) : undefined,
+    });
+  }
+
   return {
     Ingest(call: ServerDuplexStream<IngestRequest__Output, IngestResponse>) {
-      const started = performance.now();
-      if (d.draining()) {
-        call.emit('error', toServiceError(DRAINING()));
-        return;
-      }
-      try {
-        d.admission?.admitIngestStream();
-      } catch (error) {
-        call.emit('error', toServiceError(error));
-        return;
-      }
-      const parent = extractContext(headersOf(call.metadata));
-      const traced = tracingActive();
-      let inFlight = 0;
-      let ended = false;
-      let failed = false;
-      // Drain asked this stream to finish: no new events are read; once the in-flight ones are acked it ends.
-      let closing = false;
-      let waitingForRoom = false;
-      const resumeWhenRoom = () => {
-        waitingForRoom = false;
-        if (inFlight < INGEST_WINDOW && !closing) call.resume();
-      };
-      // Acks of durable events resolved in one event-loop turn are written together (corked), in the order they
-      // resolved: one write per ack through grpc-js and http2 is the stream's largest fixed cost per event.
-      const acks: IngestResponse[] = [];
-      let flushScheduled = false;
-      const flushAcks = () => {
-        flushScheduled = false;
-        if (acks.length === 0) return;
-        if (acks.length === 1) {
-          call.write(acks.pop() as IngestResponse);
-          return;
-        }
-        call.cork();
-        for (const msg of acks) call.write(msg);
-        acks.length = 0;
-        call.uncork();
-      };
-      const finishIfDone = () => {
-        if (inFlight !== 0 || failed) return;
-        if (ended) {
-          flushAcks();
-          observe('Ingest', started);
-          d.openStreams?.delete(finish);
-          call.end();
-        } else if (closing) {
-          // Every durable ack is written before the stream ends; the client resends the rest elsewhere.
-          flushAcks();
-          failed = true;
-          d.openStreams?.delete(finish);
-          observe('Ingest', started, DRAINING());
-          call.emit('error', toGrpcStatus(DRAINING()));
-        }
-      };
-      const finish = () => {
-        closing = true;
-        call.pause();
-        finishIfDone();
-      };
-      d.openStreams?.add(finish);
-      call.on('data', (req: IngestRequest__Output) => {
-        if (failed) return;
-        inFlight++;
-        if (inFlight >= INGEST_WINDOW) call.pause();
-        if (d.admission?.ingestStarted(resumeWhenRoom) === true) {
-          waitingForRoom = true;
-          call.pause();
-        }
-        (traced ? context.with(parent, () => d.ingest.ingest(req)) : d.ingest.ingest(req))
-          .then(
-            (ack) => {
-              if (failed) return;
-              const msg: IngestResponse = {
-                event_id: ack.eventId,
-                status: `STATUS_${ack.status}` as const,
-                message: ack.message,
-                unknown_item: ack.unknownItem,
-              };
-              acks.push(msg);
-              if (!flushScheduled) {
-                flushScheduled = true;
-                setImmediate(() => {
-                  if (!failed) flushAcks();
-                });
-              }
-            },
-            (error: unknown) => {
-              if (failed) return;
-              // Acks of events already durable go out before the error ends the stream.
-              flushAcks();
-              failed = true;
-              observe('Ingest', started, error);
-              d.logger.warn({ err: toAppError(error).message }, 'ingest stream failed');
-              call.emit('error', toGrpcStatus(error));
-            },
-          )
-          .finally(() => {
-            inFlight--;
-            d.admission?.ingestFinished();
-            if (inFlight < INGEST_WINDOW && !waitingForRoom && !closing) call.resume();
-            finishIfDone();
-          });
-      });
-      call.on('end', () => {
-        ended = true;
-        finishIfDone();
-      });
-      const gone = () => {
-        failed = true;
-        d.openStreams?.delete(finish);
-        d.admission?.forget(resumeWhenRoom);
-      };
-      call.on('error', gone);
-      call.on('cancelled', gone);
+      ingestStream('Ingest', call, singleEvents);
+    },
+
+    IngestBatch(call: ServerDuplexStream<IngestBatchRequest__Output, IngestBatchResponse>) {
+      ingestStream('IngestBatch', call, batchedEvents);
     },
 
     Recommend(call: ServerWritableStream<RecommendRequest__Output, RecommendResponse>) {

@@ -7,6 +7,8 @@ import type { ForgetUserRequest as _automr_v1_ForgetUserRequest, ForgetUserReque
 import type { ForgetUserResponse as _automr_v1_ForgetUserResponse, ForgetUserResponse__Output as _automr_v1_ForgetUserResponse__Output } from '../../automr/v1/ForgetUserResponse.js';
 import type { GetMemoryRequest as _automr_v1_GetMemoryRequest, GetMemoryRequest__Output as _automr_v1_GetMemoryRequest__Output } from '../../automr/v1/GetMemoryRequest.js';
 import type { GetMemoryResponse as _automr_v1_GetMemoryResponse, GetMemoryResponse__Output as _automr_v1_GetMemoryResponse__Output } from '../../automr/v1/GetMemoryResponse.js';
+import type { IngestBatchRequest as _automr_v1_IngestBatchRequest, IngestBatchRequest__Output as _automr_v1_IngestBatchRequest__Output } from '../../automr/v1/IngestBatchRequest.js';
+import type { IngestBatchResponse as _automr_v1_IngestBatchResponse, IngestBatchResponse__Output as _automr_v1_IngestBatchResponse__Output } from '../../automr/v1/IngestBatchResponse.js';
 import type { IngestRequest as _automr_v1_IngestRequest, IngestRequest__Output as _automr_v1_IngestRequest__Output } from '../../automr/v1/IngestRequest.js';
 import type { IngestResponse as _automr_v1_IngestResponse, IngestResponse__Output as _automr_v1_IngestResponse__Output } from '../../automr/v1/IngestResponse.js';
 import type { RecommendRequest as _automr_v1_RecommendRequest, RecommendRequest__Output as _automr_v1_RecommendRequest__Output } from '../../automr/v1/RecommendRequest.js';
@@ -36,6 +38,11 @@ export interface RecommenderServiceClient extends grpc.Client {
   ingest(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestResponse__Output>;
   ingest(options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestRequest, _automr_v1_IngestResponse__Output>;
   
+  IngestBatch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestBatchRequest, _automr_v1_IngestBatchResponse__Output>;
+  IngestBatch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestBatchRequest, _automr_v1_IngestBatchResponse__Output>;
+  ingestBatch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestBatchRequest, _automr_v1_IngestBatchResponse__Output>;
+  ingestBatch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_automr_v1_IngestBatchRequest, _automr_v1_IngestBatchResponse__Output>;
+  
   Recommend(argument: _automr_v1_RecommendRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_automr_v1_RecommendResponse__Output>;
   Recommend(argument: _automr_v1_RecommendRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_automr_v1_RecommendResponse__Output>;
   recommend(argument: _automr_v1_RecommendRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_automr_v1_RecommendResponse__Output>;
@@ -50,6 +57,8 @@ export interface RecommenderServiceHandlers extends grpc.UntypedServiceImplement
   
   Ingest: grpc.handleBidiStreamingCall<_automr_v1_IngestRequest__Output, _automr_v1_IngestResponse>;
   
+  IngestBatch: grpc.handleBidiStreamingCall<_automr_v1_IngestBatchRequest__Output, _automr_v1_IngestBatchResponse>;
+  
   Recommend: grpc.handleServerStreamingCall<_automr_v1_RecommendRequest__Output, _automr_v1_RecommendResponse>;
   
 }
@@ -58,5 +67,6 @@ export interface RecommenderServiceDefinition extends grpc.ServiceDefinition {
   ForgetUser: MethodDefinition<_automr_v1_ForgetUserRequest, _automr_v1_ForgetUserResponse, _automr_v1_ForgetUserRequest__Output, _automr_v1_ForgetUserResponse__Output>
   GetMemory: MethodDefinition<_automr_v1_GetMemoryRequest, _automr_v1_GetMemoryResponse, _automr_v1_GetMemoryRequest__Output, _automr_v1_GetMemoryResponse__Output>
   Ingest: MethodDefinition<_automr_v1_IngestRequest, _automr_v1_IngestResponse, _automr_v1_IngestRequest__Output, _automr_v1_IngestResponse__Output>
+  IngestBatch: MethodDefinition<_automr_v1_IngestBatchRequest, _automr_v1_IngestBatchResponse, _automr_v1_IngestBatchRequest__Output, _automr_v1_IngestBatchResponse__Output>
   Recommend: MethodDefinition<_automr_v1_RecommendRequest, _automr_v1_RecommendResponse, _automr_v1_RecommendRequest__Output, _automr_v1_RecommendResponse__Output>
 }
