@@ -94,7 +94,11 @@ async function main(): Promise<number> {
   if (values.rounds !== undefined) options.rounds = list(values.rounds)[0] ?? options.rounds;
   if (values['ingest-streams'] !== undefined) options.ingestStreams = list(values['ingest-streams'])[0] ?? 4;
   if (values['ingest-window'] !== undefined) options.ingestWindow = list(values['ingest-window'])[0] ?? 64;
-  if (values['ingest-batch'] !== undefined) options.ingestBatch = list(values['ingest-batch'])[0] ?? 16;
+  if (values['ingest-batch'] !== undefined) {
+    const batch = Number(values['ingest-batch']);
+    if (!Number.isInteger(batch) || batch < 0) throw new Error(`not an integer >= 0: ${values['ingest-batch']}`);
+    options.ingestBatch = batch;
+  }
   if (values.users !== undefined) options.users = list(values.users)[0] ?? options.users;
   if (values.loadgen !== undefined) {
     if (values.loadgen !== 'child' && values.loadgen !== 'inprocess')
