@@ -96,7 +96,8 @@ async function main(): Promise<number> {
   if (values['ingest-window'] !== undefined) options.ingestWindow = list(values['ingest-window'])[0] ?? 64;
   if (values['ingest-batch'] !== undefined) {
     const batch = Number(values['ingest-batch']);
-    if (!Number.isInteger(batch) || batch < 0) throw new Error(`not an integer >= 0: ${values['ingest-batch']}`);
+    if (!Number.isInteger(batch) || batch < 0)
+      throw new Error(`not an integer >= 0: ${values['ingest-batch']}`);
     options.ingestBatch = batch;
   }
   if (values.users !== undefined) options.users = list(values.users)[0] ?? options.users;
