@@ -3,7 +3,9 @@
  * service as they arrive, in order; each ack is written only once its event resolved (durable, duplicate or
  * rejected). Acks resolved in one event-loop turn are written together (one group commit resolves a whole batch at
  * once): IngestBatch sends them as one message, Ingest as one corked write per ack. Back-pressure: at most
- * INGEST_WINDOW events of the stream in flight (and the gateway-wide admission bound), else the stream is paused.
+ * INGEST_WINDOW events of the stream in flight (and the gateway-wide admission bound), else the stream is paused; an
+ * IngestBatch message already read is served whole, so a stream may overshoot by one message (at most
+ * AUTOMR_MAX_MESSAGE_BYTES of events).
  * A store failure writes the acks already due, then ends the stream with the error (the producer resends what was
  * not acked; idempotency makes that safe).
  */
