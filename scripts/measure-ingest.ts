@@ -4,7 +4,7 @@
  * in the bench's 4 streams × 64, fresh users as in the bench. The model server is replaced by an in-process encoder
  * that answers one event-loop turn later with zero vectors, so the figure is the gateway's CPU per event
  * (validation, durable append, encoding pass, vector write), not the model's. Prints events/s and CPU ms/event.
- * Usage: node --import tsx scripts/measure-ingest.ts lmdb|redis [events] [users]
+ * Usage: node --import tsx scripts/measure-ingest.ts lmdb|redis [events] [users] [spread]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,8 @@ const kind = process.argv[2] ?? 'lmdb';
 const events = Number(process.argv[3] ?? 20_000);
 const users = Number(process.argv[4] ?? 2_000);
 const OUTSTANDING = 256;
+/** `spread` as the 5th argument: users in a scattered order (n × 7919 mod users) instead of round robin. */
+const SPREAD = process.argv[5] === 'spread';
 const ITEMS = 1_600;
 const REDIS_URL = process.env.AUTOMR_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -72,7 +74,7 @@ async function main(): Promise<void> {
           const n = next++;
           const ack = await ingest.ingest({
             event_id: `e${n}`,
-            user_id: `u${n % users}`,
+            user_id: `u${SPREAD ? (n * 7919) % users : n % users}`,
             item_id: `i${(n * 7919) % ITEMS}`,
             timestamp_ms: base + n,
           });
