@@ -16,7 +16,7 @@ import {
   type MemoryModel,
 } from './memory.js';
 import { invalidArgument } from '../../shared/errors.js';
-import { excludeItems, requestMask } from './exclusion.js';
+import { ExclusionMask, excludeItems, requestMask } from './exclusion.js';
 import type { Catalog, MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
 import { validateId, validateIdList, validateRange, type Limits } from './validation.js';
 
@@ -109,7 +109,31 @@ export class RecommendService {
   /** `encodedFlags` per history array: a store that hands out an unchanged (cached, frozen) history again skips it. */
   private readonly flags = new WeakMap<readonly StoredEntry[], readonly boolean[]>();
 
+  /**
+   * The mask of a user's consumed set and history items, per consumed-set array and history array: a store that
+   * hands out both unchanged (cached) again skips the item lookups.
+   */
+  private readonly consumedMasks = new WeakMap<
+    readonly string[],
+    { entries: readonly StoredEntry[]; mask: ExclusionMask }
+  >();
+
   constructor(private readonly d: RecommendDeps) {}
+
+  private consumedMask(consumed: readonly string[], entries: readonly StoredEntry[]): ExclusionMask {
+    const known = this.consumedMasks.get(consumed);
+    if (known?.entries === entries) return known.mask;
+    const { catalog } = this.d;
+    const mask = new ExclusionMask(catalog.size);
+    excludeItems(mask, catalog, consumed);
+    // History items are consumed too (this also covers data stored before the consumed set existed).
+    for (const e of entries) {
+      const token = catalog.tokenOf(e.itemId);
+      if (token !== undefined) mask.exclude(token - catalog.itemTokenBase);
+    }
+    this.consumedMasks.set(consumed, { entries, mask });
+    return mask;
+  }
 
   private encodedFlags(entries: readonly StoredEntry[]): readonly boolean[] {
     let flags = this.flags.get(entries);
@@ -180,15 +204,7 @@ export class RecommendService {
       // Lazy re-encoding on read: elements of another model version (or missed ones) are encoded in the background.
       this.d.encoder.schedule(userId);
     }
-    if (consumed !== undefined) {
-      excludeItems(mask, catalog, consumed);
-      // History items are consumed too (this also covers data stored before the consumed set existed).
-      excludeItems(
-        mask,
-        catalog,
-        entries.map((e) => e.itemId),
-      );
-    }
+    if (consumed !== undefined) mask.add(this.consumedMask(consumed, entries));
     const memoryReadMs = stage('memory.read', t);
     const n = entries.length;
     const prompt = promptOf(
