@@ -173,12 +173,14 @@ export class TritonModelServer implements ModelServer {
     for (const c of calls) k = Math.max(k, c.memory.length);
     const mem = new Float32Array(rows * k * d);
     const memMask = new BigInt64Array(rows * k);
-    calls.forEach((c, row) =>
-      c.memory.forEach((v, j) => {
-        mem.set(v, (row * k + j) * d);
-        memMask[row * k + j] = 1n;
-      }),
-    );
+    const memMask32 = new Int32Array(memMask.buffer); // low words of the INT64 mask (little-endian)
+    for (let row = 0; row < rows; row++) {
+      const memory = (calls[row] as RecommendCall).memory;
+      for (let j = 0; j < memory.length; j++) {
+        mem.set(memory[j] as Float32Array, (row * k + j) * d);
+        memMask32[2 * (row * k + j)] = 1;
+      }
+    }
     const inputs: Tensor[] = [
       ids,
       mask,
@@ -199,10 +201,20 @@ export class TritonModelServer implements ModelServer {
       throw new AppError('INTERNAL', `${model} returned no usable top_ids/top_scores`);
     }
     const width = topIds.length / rows;
-    return calls.map((_, row) => ({
-      tokens: Array.from(topIds.subarray(row * width, (row + 1) * width), Number),
-      scores: Array.from(topScores.subarray(row * width, (row + 1) * width)),
-    }));
+    // Token ids are 32-bit integers: the low word of each INT64 (little-endian, as tensor.ts requires) is the
+    // value, read without a BigInt per element.
+    const ids32 = new Int32Array(topIds.buffer, topIds.byteOffset, topIds.length * 2);
+    const out: RecommendOutput[] = [];
+    for (let row = 0; row < rows; row++) {
+      const tokens = new Array<number>(width);
+      const scores = new Array<number>(width);
+      for (let i = 0, j = row * width; i < width; i++, j++) {
+        tokens[i] = ids32[2 * j] as number;
+        scores[i] = topScores[j] as number;
+      }
+      out.push({ tokens, scores });
+    }
+    return out;
   }
 
   close(): void {
@@ -245,16 +257,29 @@ export class TritonModelServer implements ModelServer {
 
   /** Left-pads prompts with pad (mask 0) to the batch's common length, as the bundle contract says. */
   private padBatch(prompts: number[][]): [Tensor, Tensor] {
-    const t = Math.max(...prompts.map((p) => p.length));
-    const ids = new BigInt64Array(prompts.length * t).fill(BigInt(this.bundle.tokens.pad));
+    let t = 0;
+    for (const p of prompts) t = Math.max(t, p.length);
+    const ids = new BigInt64Array(prompts.length * t);
     const mask = new BigInt64Array(prompts.length * t);
-    prompts.forEach((p, row) => {
+    // Token ids are 32-bit integers: each INT64 is written as its two 32-bit words (little-endian, as tensor.ts
+    // requires; the high word is the sign), without a BigInt per token.
+    const ids32 = new Int32Array(ids.buffer);
+    const mask32 = new Int32Array(mask.buffer);
+    const pad = this.bundle.tokens.pad;
+    for (let row = 0; row < prompts.length; row++) {
+      const p = prompts[row] as number[];
       const offset = row * t + (t - p.length);
-      p.forEach((tok, j) => {
-        ids[offset + j] = BigInt(tok);
-        mask[offset + j] = 1n;
-      });
-    });
+      for (let i = row * t; i < offset; i++) {
+        ids32[2 * i] = pad;
+        ids32[2 * i + 1] = pad >> 31;
+      }
+      for (let j = 0; j < p.length; j++) {
+        const tok = p[j] as number;
+        ids32[2 * (offset + j)] = tok;
+        ids32[2 * (offset + j) + 1] = tok >> 31;
+        mask32[2 * (offset + j)] = 1;
+      }
+    }
     return [
       { name: 'input_ids', datatype: 'INT64', shape: [prompts.length, t], data: ids },
       { name: 'attention_mask', datatype: 'INT64', shape: [prompts.length, t], data: mask },

@@ -105,6 +105,16 @@ export interface MemoryView {
   unknown_item: boolean;
 }
 
+/** Metric attributes, built once (instruments read them, never keep them). */
+const STAGE_ATTRIBUTES = {
+  'memory.read': { stage: 'memory.read' },
+  encode: { stage: 'encode' },
+  retrieve: { stage: 'retrieve' },
+  infer: { stage: 'infer' },
+} as const;
+const HISTORY_ATTRIBUTES = { kind: 'history' } as const;
+const MEMORY_ATTRIBUTES = { kind: 'memory' } as const;
+
 export class RecommendService {
   /** `encodedFlags` per history array: a store that hands out an unchanged (cached, frozen) history again skips it. */
   private readonly flags = new WeakMap<readonly StoredEntry[], readonly boolean[]>();
@@ -176,9 +186,9 @@ export class RecommendService {
     const { userId, topN, memoryK } = req;
     const mask = requestMask(this.d.catalog, req.candidateItemIds, req.excludeItemIds);
     const t0 = performance.now();
-    const stage = (name: string, started: number) => {
+    const stage = (name: keyof typeof STAGE_ATTRIBUTES, started: number) => {
       const ms = performance.now() - started;
-      this.d.metrics?.stageDuration.record(ms, { stage: name });
+      this.d.metrics?.stageDuration.record(ms, STAGE_ATTRIBUTES[name]);
       return ms;
     };
     const { model, catalog } = this.d;
@@ -207,10 +217,9 @@ export class RecommendService {
     if (consumed !== undefined) mask.add(this.consumedMask(consumed, entries));
     const memoryReadMs = stage('memory.read', t);
     const n = entries.length;
-    const prompt = promptOf(
-      entries.slice(Math.max(0, n - model.window)).map((e) => e.token),
-      model.bos,
-    );
+    // bos + the newest `window` items' tokens.
+    const prompt = [model.bos];
+    for (let i = Math.max(0, n - model.window); i < n; i++) prompt.push((entries[i] as StoredEntry).token);
 
     // z_t = the newest element; encoded now when the encoder has not caught up with it yet.
     let zt: Float32Array | undefined;
@@ -251,8 +260,8 @@ export class RecommendService {
         .slice(0, memoryK);
       retrieveMs = stage('retrieve', t);
     }
-    this.d.metrics?.memorySize.record(historySize, { kind: 'history' });
-    this.d.metrics?.memorySize.record(usable.length, { kind: 'memory' });
+    this.d.metrics?.memorySize.record(historySize, HISTORY_ATTRIBUTES);
+    this.d.metrics?.memorySize.record(usable.length, MEMORY_ATTRIBUTES);
 
     t = performance.now();
     const out = await this.d.modelServer.recommend(
@@ -279,7 +288,8 @@ export class RecommendService {
 
     await inSpan('stream', async () => {
       const size = this.d.batchSize ?? 10;
-      for (let i = 0; i < items.length; i += size) await sink.items(items.slice(i, i + size));
+      if (items.length <= size) await sink.items(items);
+      else for (let i = 0; i < items.length; i += size) await sink.items(items.slice(i, i + size));
       await sink.summary({
         retrieved: retrieved.map((r) => ({
           item_id: r.entry.itemId,
