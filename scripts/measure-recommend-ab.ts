@@ -6,6 +6,7 @@
  * After one uncounted slice each (JIT warm-up), prints each slice's gateway CPU ms per Recommend and req/s, and per
  * round the ratio B/A of its two adjacent slices.
  * Usage: node --import tsx scripts/measure-recommend-ab.ts TREE_A TREE_B [rounds] [slice_ms] [concurrency]
+ * (AB_NODE_ARGS_A / AB_NODE_ARGS_B: node flags for that side's gateway, e.g. the same tree twice with V8 settings).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -55,14 +56,15 @@ try {
   ] as const) {
     const dataDir = await mkdtemp(join(tmpdir(), 'automr-ab-'));
     dirs.push(dataDir);
+    // AB_NODE_ARGS_A / AB_NODE_ARGS_B: node flags for that side's gateway process (e.g. V8 heap settings).
+    const nodeArgs = (process.env[`AB_NODE_ARGS_${label}`] ?? '').split(' ').filter((a) => a !== '');
     const gateway = await (
       await serversOf(tree)
-    ).ServerHost.start('gateway', {
-      modelServer: modelServer.address,
-      dataDir,
-      bundle: bundleDir,
-      memoryStore: 'lmdb',
-    });
+    ).ServerHost.start(
+      'gateway',
+      { modelServer: modelServer.address, dataDir, bundle: bundleDir, memoryStore: 'lmdb' },
+      nodeArgs,
+    );
     hosts.push(gateway);
     const client = new RecommenderClient(gateway.address);
     await client.waitForReady();

@@ -28,6 +28,13 @@ export interface TritonModelServerOptions {
   recommendBatch?: { maxBatch: number; delayMs: number };
   /** Circuit breaker applied to every ModelInfer (one outcome per call, however many callers it serves). */
   breaker?: ModelServerBreaker;
+  /**
+   * How recent an answered automr_recommend call must be to stand in for a readiness probe (ms; default 200, the
+   * health poll's interval). The ensemble runs llm_lower and llm_upper at the pinned version, so its answer shows
+   * the server and all three models ready: under load the probe's four RPCs per poll are skipped, and a server that
+   * hangs is probed again at the next poll but one.
+   */
+  answeredIsReadyMs?: number;
 }
 
 interface RecommendCall {
@@ -53,6 +60,9 @@ export class TritonModelServer implements ModelServer {
   /** The last version mismatch logged (undefined = versions match), so each change is logged once. */
   private lastMismatch: string | undefined;
   private versionCheckedUntil = 0;
+  /** When an automr_recommend call last succeeded (performance.now()). */
+  private answeredAt = Number.NEGATIVE_INFINITY;
+  private readonly answeredIsReadyMs: number;
 
   constructor(options: TritonModelServerOptions) {
     this.bundle = options.bundle;
@@ -65,6 +75,7 @@ export class TritonModelServer implements ModelServer {
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.onError = options.onError;
     this.breaker = options.breaker;
+    this.answeredIsReadyMs = options.answeredIsReadyMs ?? 200;
     this.client = new TritonClient({
       address: options.address,
       defaultDeadlineMs: this.deadlineMs,
@@ -80,7 +91,13 @@ export class TritonModelServer implements ModelServer {
    * the gateways would otherwise serve numbers that do not match the bundle's memory and catalog.
    */
   async ready(signal?: AbortSignal): Promise<boolean> {
-    const ready = await this.probe(signal);
+    const now = performance.now();
+    const answered = now - this.answeredAt < this.answeredIsReadyMs;
+    // Passive: recent answers replace the RPCs while the version check is not due (it keeps its own schedule).
+    const ready =
+      answered && this.lastMismatch === undefined && now < this.versionCheckedUntil
+        ? true
+        : await this.probe(signal);
     this.breaker?.probed(ready);
     return ready;
   }
@@ -200,6 +217,7 @@ export class TritonModelServer implements ModelServer {
     ) {
       throw new AppError('INTERNAL', `${model} returned no usable top_ids/top_scores`);
     }
+    this.answeredAt = performance.now();
     const width = topIds.length / rows;
     // Token ids are 32-bit integers: the low word of each INT64 (little-endian, as tensor.ts requires) is the
     // value, read without a BigInt per element.
