@@ -135,6 +135,6 @@ export interface ModelServer {
 
 /** The AutoMR retriever: scores each memory element for a query. */
 export interface Retriever {
-  score(query: Float32Array, memory: Float32Array[], signal?: AbortSignal): Promise<Float32Array>;
+  score(query: Float32Array, memory: readonly Float32Array[], signal?: AbortSignal): Promise<Float32Array>;
   close(): Promise<void>;
 }

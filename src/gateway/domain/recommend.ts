@@ -115,9 +115,21 @@ const STAGE_ATTRIBUTES = {
 const HISTORY_ATTRIBUTES = { kind: 'history' } as const;
 const MEMORY_ATTRIBUTES = { kind: 'memory' } as const;
 
+interface HistoryView {
+  encoded: readonly boolean[];
+  /** Elements of the history view not encoded for the current version and window. */
+  pending: number;
+  /** Encoded memory elements (the retriever's candidates), oldest first, and their vectors. */
+  usable: readonly StoredEntry[];
+  vectors: readonly Float32Array[];
+}
+
 export class RecommendService {
-  /** `encodedFlags` per history array: a store that hands out an unchanged (cached, frozen) history again skips it. */
-  private readonly flags = new WeakMap<readonly StoredEntry[], readonly boolean[]>();
+  /**
+   * What Recommend derives from a history array alone (encoded flags, pending count, usable memory elements), per
+   * array: a store that hands out an unchanged (cached) history again skips it.
+   */
+  private readonly views = new WeakMap<readonly StoredEntry[], HistoryView>();
 
   /**
    * The mask of a user's consumed set and history items, per consumed-set array and history array: a store that
@@ -145,10 +157,19 @@ export class RecommendService {
     return mask;
   }
 
-  private encodedFlags(entries: readonly StoredEntry[]): readonly boolean[] {
-    let flags = this.flags.get(entries);
-    if (flags === undefined) this.flags.set(entries, (flags = encodedFlags(entries, this.d.model)));
-    return flags;
+  private viewOf(entries: readonly StoredEntry[]): HistoryView {
+    let view = this.views.get(entries);
+    if (view === undefined) {
+      const { model } = this.d;
+      const encoded = encodedFlags(entries, model);
+      const { start, end } = memoryRange(entries.length, model);
+      const usable: StoredEntry[] = [];
+      for (let i = start; i < end; i++) if (encoded[i] === true) usable.push(entries[i] as StoredEntry);
+      const vectors = usable.map((e) => e.vector as Float32Array);
+      view = { encoded, pending: countPending(entries, encoded, model), usable, vectors };
+      this.views.set(entries, view);
+    }
+    return view;
   }
 
   validate(input: RecommendInput): ValidatedRecommend {
@@ -202,18 +223,17 @@ export class RecommendService {
         : undefined,
     ]);
     let entries = firstRead;
-    let encoded = this.encodedFlags(entries);
-    let pending = countPending(entries, encoded, model);
-    if ((this.d.encodeWaitMs ?? 0) > 0 && pending > 0) {
+    let view = this.viewOf(entries);
+    if ((this.d.encodeWaitMs ?? 0) > 0 && view.pending > 0) {
       // Events acked a moment ago are usually being encoded right now: wait (bounded) rather than lose them.
       await inSpan('encode.wait', () => this.d.encoder.settle(userId, this.d.encodeWaitMs ?? 0));
       entries = await inSpan('memory.read', () => this.d.store.read(userId, signal));
-      encoded = this.encodedFlags(entries);
-      pending = countPending(entries, encoded, model);
-    } else if (pending > 0) {
+      view = this.viewOf(entries);
+    } else if (view.pending > 0) {
       // Lazy re-encoding on read: elements of another model version (or missed ones) are encoded in the background.
       this.d.encoder.schedule(userId);
     }
+    const { encoded, pending, usable, vectors } = view;
     if (consumed !== undefined) mask.add(this.consumedMask(consumed, entries));
     const memoryReadMs = stage('memory.read', t);
     const n = entries.length;
@@ -236,9 +256,6 @@ export class RecommendService {
       }
     }
 
-    const { start, end } = memoryRange(n, model);
-    const usable: StoredEntry[] = [];
-    for (let i = start; i < end; i++) if (encoded[i] === true) usable.push(entries[i] as StoredEntry);
     const historySize = n - viewStart(n, model);
 
     let retrieved: { entry: StoredEntry; score: number }[] = [];
@@ -248,11 +265,7 @@ export class RecommendService {
       const query = zt;
       const scores = await inSpan('retrieve', async (span) => {
         span.setAttribute('automr.memory.size', usable.length);
-        return this.d.retriever.score(
-          query,
-          usable.map((e) => e.vector as Float32Array),
-          signal,
-        );
+        return this.d.retriever.score(query, vectors, signal);
       });
       retrieved = usable
         .map((entry, i) => ({ entry, score: scores[i] ?? 0 }))
