@@ -22,7 +22,7 @@ import type { MemoryStore, ModelServer, Retriever } from './domain/ports.js';
 import { RecommendService } from './domain/recommend.js';
 import { Admission } from './api/admission.js';
 import { WatchStreams } from './api/watch-streams.js';
-import { messageLimitInterceptor, withMessageLimits } from './api/message-limits.js';
+import { messageLimits } from './api/message-limits.js';
 import { gatewaySecurity, modelServerTransport, type GatewaySecurity } from './security.js';
 import { CONSUMER_HEALTH_SERVICE, startEventConsumer } from './events.js';
 import { createIngest } from './ingest-wiring.js';
@@ -142,9 +142,14 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     maxIngestEvents: config.maxInflightIngest,
   });
   const { definition, grpc } = loadRecommenderProto();
+  const limited = messageLimits(
+    grpc.automr.v1.RecommenderService.service,
+    { Recommend: config.maxRecommendRequestBytes },
+    config.maxMessageBytes,
+  );
   const server = new Server({
-    interceptors: [...security.interceptors, watchStreams.interceptor, messageLimitInterceptor],
-    'grpc.max_receive_message_length': Math.max(config.maxRecommendRequestBytes, config.maxMessageBytes),
+    interceptors: [...security.interceptors, watchStreams.interceptor, limited.interceptor],
+    'grpc.max_receive_message_length': limited.maxBytes,
     'grpc.max_concurrent_streams': config.maxConcurrentStreams,
     ...(config.maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': config.maxConnectionAgeMs } : {}),
     'grpc.max_connection_age_grace_ms': config.maxConnectionAgeGraceMs,
@@ -153,11 +158,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     'grpc.keepalive_timeout_ms': 20_000,
   });
   server.addService(
-    withMessageLimits(
-      grpc.automr.v1.RecommenderService.service,
-      { Recommend: config.maxRecommendRequestBytes },
-      config.maxMessageBytes,
-    ),
+    limited.service,
     createHandlers({
       ingest,
       recommend,

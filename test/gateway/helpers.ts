@@ -40,24 +40,34 @@ export interface Stack {
   close(): Promise<void>;
 }
 
-export async function startStack(prefix: string, overrides: Partial<GatewayConfig> = {}): Promise<Stack> {
-  const modelServer = await startModelServer({
-    repository: MODELS_DIR,
-    address: '127.0.0.1:0',
-    logger: silentLogger(),
-  });
+/** A gateway on port 0 over `modelServer`, on a fresh embedded store in a temp dir named by `prefix`. */
+export async function startGatewayOn(
+  modelServer: string,
+  prefix: string,
+  overrides: Partial<GatewayConfig> = {},
+): Promise<{ gateway: RunningGateway; dataDir: string }> {
   const dataDir = tempDir(prefix);
   const gateway = await startGateway(
     defaultConfig({
       addr: '127.0.0.1:0',
       dataDir,
-      modelServer: modelServer.address,
+      modelServer,
       bundle: BUNDLE_DIR,
       metricsPort: 0,
       ...overrides,
     }),
     { logger: silentLogger() },
   );
+  return { gateway, dataDir };
+}
+
+export async function startStack(prefix: string, overrides: Partial<GatewayConfig> = {}): Promise<Stack> {
+  const modelServer = await startModelServer({
+    repository: MODELS_DIR,
+    address: '127.0.0.1:0',
+    logger: silentLogger(),
+  });
+  const { gateway, dataDir } = await startGatewayOn(modelServer.address, prefix, overrides);
   const c = client(gateway.address);
   return {
     modelServer,

@@ -23,13 +23,15 @@ const CALLERS = 8;
 let child: ChildProcess;
 let bundle: Bundle;
 let triton: TritonModelServer;
+let address: string;
 
 before(async () => {
   const port = await freePort();
   child = await spawnModelServer(port);
   bundle = await loadBundle(BUNDLE_DIR);
+  address = `127.0.0.1:${port}`;
   triton = new TritonModelServer({
-    address: `127.0.0.1:${port}`,
+    address,
     bundle,
     deadlineMs: 300,
     recommendBatch: { maxBatch: 64, delayMs: 0 },
@@ -110,4 +112,23 @@ void test('consecutive failing calls open the breaker; then calls fail in millis
   assert.ok(refusedMs < 100, `refused after ${refusedMs.toFixed(1)} ms`);
   const encodeRefused = await triton.encode([prompt()]).catch((e: unknown) => e);
   assert.ok(encodeRefused instanceof AppError && encodeRefused.retryAfterMs === RESET_MS);
+});
+
+void test('a recently answered Recommend stands in for the readiness probe; once it is older the probe runs', async () => {
+  // Its own adapter (no breaker): the window is long enough that the first ready() below falls inside it on a
+  // loaded machine, and the hung server shows whether ready() made any RPC (one would time out: not ready).
+  const passive = new TritonModelServer({ address, bundle, deadlineMs: 300, answeredIsReadyMs: 1_500 });
+  try {
+    assert.equal(await passive.ready(), true, 'full probe: server, models and versions');
+    assert.ok((await passive.recommend(prompt(), [], new Uint8Array(bundle.maskBytes))).tokens.length > 0);
+    const [answered, later] = await whileHung(async () => {
+      const first = await passive.ready();
+      await new Promise((resolve) => setTimeout(resolve, 1_600));
+      return [first, await passive.ready()];
+    });
+    assert.equal(answered, true, 'a recent answer: ready without probing the (hung) server');
+    assert.equal(later, false, 'no recent answer: the probe runs and times out on the hung server');
+  } finally {
+    passive.close();
+  }
 });

@@ -9,21 +9,18 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
-import { defaultConfig } from '../../src/gateway/config.js';
-import { startGateway, type RunningGateway } from '../../src/gateway/server.js';
-import { silentLogger } from '../../src/shared/logger.js';
+import type { RunningGateway } from '../../src/gateway/server.js';
 import { retryDelayOf } from '../../src/shared/grpc-status.js';
 import type { RecommenderClient } from '../../src/client/recommender-client.js';
 import { freePort } from '../own-redis.js';
 import {
-  BUNDLE_DIR,
   client,
   healthClient,
   healthStatus,
   ingest,
   recommend,
   spawnModelServer,
-  tempDir,
+  startGatewayOn,
   type HealthClient,
 } from './helpers.js';
 
@@ -46,18 +43,9 @@ async function msUntil(want: string, limitMs: number): Promise<number> {
 before(async () => {
   port = await freePort();
   modelServer = await spawnModelServer(port);
-  dataDir = tempDir('automr-ms-faults-');
-  gateway = await startGateway(
-    defaultConfig({
-      addr: '127.0.0.1:0',
-      dataDir,
-      modelServer: `127.0.0.1:${port}`,
-      bundle: BUNDLE_DIR,
-      metricsPort: 0,
-      breakerResetMs: 1000,
-    }),
-    { logger: silentLogger() },
-  );
+  ({ gateway, dataDir } = await startGatewayOn(`127.0.0.1:${port}`, 'automr-ms-faults-', {
+    breakerResetMs: 1000,
+  }));
   c = client(gateway.address);
   h = healthClient(gateway.address);
 });

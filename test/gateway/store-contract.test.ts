@@ -297,7 +297,7 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
         store.append({ userId: u, eventId, itemId: `item-${item}`, token: 3 + item, timestampMs: ts }, 3);
       for (let i = 0; i < 12; i++) await put(`e${i}`, i, 1000 + i);
       assert.equal((await store.read(u)).length, 3, 'history capped at 3');
-      const sorted = async () => (await store.consumed(u)).sort();
+      const sorted = async () => [...(await store.consumed(u))].sort();
       assert.deepEqual(await sorted(), items(6, 7, 8, 9, 10, 11), 'the 6 newest of 12 consumed items');
       assert.equal((await put('e3', 40, 5000)).status, 'duplicate');
       assert.deepEqual(await sorted(), items(6, 7, 8, 9, 10, 11), 'a duplicate adds nothing');
@@ -315,6 +315,30 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
       assert.deepEqual(await store.consumed('never-seen'), []);
     });
 
+    void test('consumed set read while the history is hot (Recommend reads both) follows every write', async () => {
+      const u = 'consumed-hot';
+      const put = (eventId: string, item: number, ts: number) =>
+        store.append({ userId: u, eventId, itemId: `item-${item}`, token: 3 + item, timestampMs: ts }, 3);
+      // Reads as repeated Recommends make them: a store may keep both (lmdb caches a history on its second read).
+      const hot = async () => {
+        await store.read(u);
+        await store.read(u);
+        const first = await store.consumed(u);
+        assert.deepEqual(await store.consumed(u), first);
+        return [...first].sort();
+      };
+      for (let i = 0; i < 8; i++) await put(`e${i}`, i, 1000 + i);
+      assert.deepEqual(await hot(), items(2, 3, 4, 5, 6, 7));
+      await put('e8', 8, 1008); // evicts item-2
+      assert.deepEqual(await hot(), items(3, 4, 5, 6, 7, 8));
+      await Promise.all([put('e9', 9, 1009), hot()]); // a read racing the write
+      assert.deepEqual(await hot(), items(4, 5, 6, 7, 8, 9));
+      await store.forget(u);
+      assert.deepEqual(await hot(), []);
+      await put('new', 1, 10);
+      assert.deepEqual(await hot(), ['item-1']);
+    });
+
     void test('concurrent appends of one user keep every consumed item within the bound', async () => {
       const u = 'consumed-2';
       await Promise.all(
@@ -325,7 +349,7 @@ function contract(name: string, make: () => Promise<{ store: MemoryStore; cleanu
           ),
         ),
       );
-      assert.deepEqual((await store.consumed(u)).sort(), items(0, 1, 2, 3, 4));
+      assert.deepEqual([...(await store.consumed(u))].sort(), items(0, 1, 2, 3, 4));
     });
 
     void test('forget removes everything; the user may start again', async () => {

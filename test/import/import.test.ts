@@ -74,7 +74,7 @@ async function consumedAll(dir: string, users: string[]): Promise<Map<string, st
   const store = new LmdbMemoryStore(dir, { cachedUsers: 0 });
   try {
     const out = new Map<string, string[]>();
-    for (const u of users) out.set(u, (await store.consumed(u)).sort());
+    for (const u of users) out.set(u, [...(await store.consumed(u))].sort());
     return out;
   } finally {
     await store.close();

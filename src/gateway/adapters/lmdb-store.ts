@@ -117,6 +117,8 @@ export class LmdbMemoryStore implements MemoryStore {
   /** Decoded histories, least recently read first. */
   private readonly cache = new Map<string, readonly StoredEntry[]>();
   private readonly cachedUsers: number;
+  /** Consumed sets of users whose history is cached, dropped with it by every write of the user. */
+  private readonly consumedCache = new Map<string, readonly string[]>();
   /** Users read once since their last write (cached on the next read), oldest first. */
   private readonly readOnce = new Map<string, true>();
   /** Writes issued and not yet completed, per user (their reads are not cached). */
@@ -342,12 +344,17 @@ export class LmdbMemoryStore implements MemoryStore {
     for (const key of removals) void this.db.remove(key);
   }
 
-  async consumed(userId: string, signal?: AbortSignal): Promise<string[]> {
+  consumed(userId: string, signal?: AbortSignal): Promise<readonly string[]> {
     this.assertOpen();
     throwIfAborted(signal);
+    // Kept while the user's history is cached (a Recommend reads both): the same array until a write of the user.
+    const cached = this.consumedCache.get(userId);
+    if (cached !== undefined) return Promise.resolve(cached);
     const items: string[] = [];
     for (const key of this.db.getKeys(consumedRange(userId)))
       items.push((key as [string, string, string])[2]);
+    if (this.cache.has(userId) && !this.writing.has(userId))
+      setMostRecent(this.consumedCache, userId, items, this.cachedUsers);
     return Promise.resolve(items);
   }
 
@@ -363,6 +370,7 @@ export class LmdbMemoryStore implements MemoryStore {
    */
   private async write<T>(u: string, op: () => Promise<T>): Promise<T> {
     this.cache.delete(u);
+    this.consumedCache.delete(u);
     this.readOnce.delete(u);
     this.writing.set(u, (this.writing.get(u) ?? 0) + 1);
     try {
@@ -376,6 +384,7 @@ export class LmdbMemoryStore implements MemoryStore {
       if (left === 0) this.writing.delete(u);
       else this.writing.set(u, left);
       this.cache.delete(u);
+      this.consumedCache.delete(u);
       this.readOnce.delete(u);
     }
   }
@@ -528,6 +537,7 @@ export class LmdbMemoryStore implements MemoryStore {
     for (const u of users) {
       this.tails.delete(u);
       this.cache.delete(u);
+      this.consumedCache.delete(u);
       this.readOnce.delete(u);
       this.writing.set(u, (this.writing.get(u) ?? 0) + 1);
     }
@@ -543,6 +553,7 @@ export class LmdbMemoryStore implements MemoryStore {
         else this.writing.set(u, left);
         this.tails.delete(u);
         this.cache.delete(u);
+        this.consumedCache.delete(u);
         this.readOnce.delete(u);
       }
     }

@@ -9,7 +9,7 @@ import type { Retriever } from '../domain/ports.js';
 
 interface ScoreCall {
   query: Float32Array;
-  memory: Float32Array[];
+  memory: readonly Float32Array[];
 }
 
 export interface RetrieverBatching {
@@ -44,7 +44,7 @@ export class OnnxRetriever implements Retriever {
     }
   }
 
-  score(query: Float32Array, memory: Float32Array[], signal?: AbortSignal): Promise<Float32Array> {
+  score(query: Float32Array, memory: readonly Float32Array[], signal?: AbortSignal): Promise<Float32Array> {
     // A request whose call is already cancelled or expired is not scored (a running batch is not interrupted).
     throwIfAborted(signal);
     if (memory.length === 0) return Promise.resolve(new Float32Array(0));

@@ -28,6 +28,13 @@ export interface TritonModelServerOptions {
   recommendBatch?: { maxBatch: number; delayMs: number };
   /** Circuit breaker applied to every ModelInfer (one outcome per call, however many callers it serves). */
   breaker?: ModelServerBreaker;
+  /**
+   * How recent an answered automr_recommend call must be to stand in for a readiness probe (ms; default 200, the
+   * health poll's interval). The ensemble runs llm_lower and llm_upper at the pinned version, so its answer shows
+   * the server and all three models ready: under load the probe's four RPCs per poll are skipped, and a server that
+   * hangs is probed again at the next poll but one.
+   */
+  answeredIsReadyMs?: number;
 }
 
 interface RecommendCall {
@@ -53,6 +60,9 @@ export class TritonModelServer implements ModelServer {
   /** The last version mismatch logged (undefined = versions match), so each change is logged once. */
   private lastMismatch: string | undefined;
   private versionCheckedUntil = 0;
+  /** When an automr_recommend call last succeeded (performance.now()). */
+  private answeredAt = Number.NEGATIVE_INFINITY;
+  private readonly answeredIsReadyMs: number;
 
   constructor(options: TritonModelServerOptions) {
     this.bundle = options.bundle;
@@ -65,6 +75,7 @@ export class TritonModelServer implements ModelServer {
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.onError = options.onError;
     this.breaker = options.breaker;
+    this.answeredIsReadyMs = options.answeredIsReadyMs ?? 200;
     this.client = new TritonClient({
       address: options.address,
       defaultDeadlineMs: this.deadlineMs,
@@ -80,7 +91,13 @@ export class TritonModelServer implements ModelServer {
    * the gateways would otherwise serve numbers that do not match the bundle's memory and catalog.
    */
   async ready(signal?: AbortSignal): Promise<boolean> {
-    const ready = await this.probe(signal);
+    const now = performance.now();
+    const answered = now - this.answeredAt < this.answeredIsReadyMs;
+    // Passive: recent answers replace the RPCs while the version check is not due (it keeps its own schedule).
+    const ready =
+      answered && this.lastMismatch === undefined && now < this.versionCheckedUntil
+        ? true
+        : await this.probe(signal);
     this.breaker?.probed(ready);
     return ready;
   }
@@ -173,12 +190,14 @@ export class TritonModelServer implements ModelServer {
     for (const c of calls) k = Math.max(k, c.memory.length);
     const mem = new Float32Array(rows * k * d);
     const memMask = new BigInt64Array(rows * k);
-    calls.forEach((c, row) =>
-      c.memory.forEach((v, j) => {
-        mem.set(v, (row * k + j) * d);
-        memMask[row * k + j] = 1n;
-      }),
-    );
+    const memMask32 = new Int32Array(memMask.buffer); // low words of the INT64 mask (little-endian)
+    for (let row = 0; row < rows; row++) {
+      const memory = (calls[row] as RecommendCall).memory;
+      for (let j = 0; j < memory.length; j++) {
+        mem.set(memory[j] as Float32Array, (row * k + j) * d);
+        memMask32[2 * (row * k + j)] = 1;
+      }
+    }
     const inputs: Tensor[] = [
       ids,
       mask,
@@ -198,11 +217,22 @@ export class TritonModelServer implements ModelServer {
     ) {
       throw new AppError('INTERNAL', `${model} returned no usable top_ids/top_scores`);
     }
+    this.answeredAt = performance.now();
     const width = topIds.length / rows;
-    return calls.map((_, row) => ({
-      tokens: Array.from(topIds.subarray(row * width, (row + 1) * width), Number),
-      scores: Array.from(topScores.subarray(row * width, (row + 1) * width)),
-    }));
+    // Token ids are 32-bit integers: the low word of each INT64 (little-endian, as tensor.ts requires) is the
+    // value, read without a BigInt per element.
+    const ids32 = new Int32Array(topIds.buffer, topIds.byteOffset, topIds.length * 2);
+    const out: RecommendOutput[] = [];
+    for (let row = 0; row < rows; row++) {
+      const tokens = new Array<number>(width);
+      const scores = new Array<number>(width);
+      for (let i = 0, j = row * width; i < width; i++, j++) {
+        tokens[i] = ids32[2 * j] as number;
+        scores[i] = topScores[j] as number;
+      }
+      out.push({ tokens, scores });
+    }
+    return out;
   }
 
   close(): void {
@@ -245,16 +275,29 @@ export class TritonModelServer implements ModelServer {
 
   /** Left-pads prompts with pad (mask 0) to the batch's common length, as the bundle contract says. */
   private padBatch(prompts: number[][]): [Tensor, Tensor] {
-    const t = Math.max(...prompts.map((p) => p.length));
-    const ids = new BigInt64Array(prompts.length * t).fill(BigInt(this.bundle.tokens.pad));
+    let t = 0;
+    for (const p of prompts) t = Math.max(t, p.length);
+    const ids = new BigInt64Array(prompts.length * t);
     const mask = new BigInt64Array(prompts.length * t);
-    prompts.forEach((p, row) => {
+    // Token ids are 32-bit integers: each INT64 is written as its two 32-bit words (little-endian, as tensor.ts
+    // requires; the high word is the sign), without a BigInt per token.
+    const ids32 = new Int32Array(ids.buffer);
+    const mask32 = new Int32Array(mask.buffer);
+    const pad = this.bundle.tokens.pad;
+    for (let row = 0; row < prompts.length; row++) {
+      const p = prompts[row] as number[];
       const offset = row * t + (t - p.length);
-      p.forEach((tok, j) => {
-        ids[offset + j] = BigInt(tok);
-        mask[offset + j] = 1n;
-      });
-    });
+      for (let i = row * t; i < offset; i++) {
+        ids32[2 * i] = pad;
+        ids32[2 * i + 1] = pad >> 31;
+      }
+      for (let j = 0; j < p.length; j++) {
+        const tok = p[j] as number;
+        ids32[2 * (offset + j)] = tok;
+        ids32[2 * (offset + j) + 1] = tok >> 31;
+        mask32[2 * (offset + j)] = 1;
+      }
+    }
     return [
       { name: 'input_ids', datatype: 'INT64', shape: [prompts.length, t], data: ids },
       { name: 'attention_mask', datatype: 'INT64', shape: [prompts.length, t], data: mask },

@@ -1,11 +1,11 @@
 /**
- * Per-gateway load bounds. Recommend: at most `maxRecommends` at once (a cockatiel bulkhead with no queue); one
- * more is refused at once with RESOURCE_EXHAUSTED and a RetryInfo hint rather than queued behind the others.
+ * Per-gateway load bounds. Recommend: at most `maxRecommends` at once (a counter: a bulkhead with no queue, without
+ * a policy's promises and events per call); one more is refused at once with RESOURCE_EXHAUSTED and a RetryInfo hint
+ * rather than queued behind the others.
  * Ingest: at most `maxIngestEvents` events being stored at once over all streams; streams are paused (HTTP/2
  * flow control pushes back on the producers) while the gateway is at the bound, and a stream opened then is
  * refused with RESOURCE_EXHAUSTED and a retry hint.
  */
-import { bulkhead, BulkheadRejectedError, type BulkheadPolicy } from 'cockatiel';
 import { AppError } from '../../shared/errors.js';
 
 export interface AdmissionLimits {
@@ -16,13 +16,11 @@ export interface AdmissionLimits {
 }
 
 export class Admission {
-  private readonly recommends: BulkheadPolicy;
+  private recommendsInFlight = 0;
   private ingestInFlight = 0;
   private readonly paused = new Set<() => void>();
 
-  constructor(private readonly limits: AdmissionLimits) {
-    this.recommends = bulkhead(limits.maxRecommends, 0);
-  }
+  constructor(private readonly limits: AdmissionLimits) {}
 
   private busy(what: string): AppError {
     return new AppError(
@@ -37,11 +35,12 @@ export class Admission {
 
   /** Runs a Recommend within the bound, or throws RESOURCE_EXHAUSTED at once. */
   async recommend<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.recommendsInFlight >= this.limits.maxRecommends) throw this.busy('Recommend calls');
+    this.recommendsInFlight++;
     try {
-      return await this.recommends.execute(fn);
-    } catch (error) {
-      if (error instanceof BulkheadRejectedError) throw this.busy('Recommend calls');
-      throw error;
+      return await fn();
+    } finally {
+      this.recommendsInFlight--;
     }
   }
 

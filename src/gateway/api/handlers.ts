@@ -2,7 +2,7 @@
  * Thin gRPC handlers for automr.v1.RecommenderService: protocol ↔ domain, errors → status via the shared mapper.
  * Each call is tracked so that drain can wait for in-flight work. Ingest streams are served by `ingest-stream.ts`.
  */
-import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, type Attributes } from '@opentelemetry/api';
 import type {
   Metadata,
   ServerDuplexStream,
@@ -14,7 +14,7 @@ import { AppError, toAppError } from '../../shared/errors.js';
 import { grpcStatusOf, toGrpcStatus, toServiceError } from '../../shared/grpc-status.js';
 import { SERVICE_NAME } from '../../shared/recommender-proto.js';
 import type { Logger } from '../../shared/logger.js';
-import { extractContext, tracer, tracingActive } from '../../shared/tracing.js';
+import { extractContext, inServerSpan, tracingActive } from '../../shared/tracing.js';
 import type { GatewayMetrics } from '../../shared/metrics.js';
 import type { RecommenderServiceHandlers } from '../../generated/automr/v1/RecommenderService.js';
 import type { IngestRequest__Output } from '../../generated/automr/v1/IngestRequest.js';
@@ -51,32 +51,31 @@ function headersOf(metadata: Metadata): Record<string, string> {
   return out;
 }
 
-/** The call's abort signal (client cancel or deadline) and `done`, which drops its timer and listener. */
+/**
+ * The call's abort signal (client cancel or deadline) and `done`, which drops its listener. grpc-js enforces the
+ * deadline itself (it answers DEADLINE_EXCEEDED and emits 'cancelled'), so no timer of our own per call: a
+ * cancellation at or past the deadline is the deadline.
+ */
 function signalOf(call: {
   on(event: 'cancelled', fn: () => void): unknown;
   removeListener(event: 'cancelled', fn: () => void): unknown;
   getDeadline(): Date | number;
 }): { signal: AbortSignal; done: () => void } {
   const controller = new AbortController();
-  const onCancelled = () => controller.abort(new AppError('CANCELLED', 'client cancelled the call'));
-  call.on('cancelled', onCancelled);
-  const deadline = call.getDeadline();
-  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  let timer: NodeJS.Timeout | undefined;
-  if (Number.isFinite(ms) && ms > 0) {
-    timer = setTimeout(
-      () => controller.abort(new AppError('DEADLINE_EXCEEDED', 'deadline exceeded')),
-      Math.max(0, ms - Date.now()),
+  const onCancelled = () => {
+    const deadline = call.getDeadline();
+    const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+    // grpc-js's timer may fire within a millisecond of the deadline as Date.now() reads it.
+    controller.abort(
+      Date.now() >= ms - 1
+        ? new AppError('DEADLINE_EXCEEDED', 'deadline exceeded')
+        : new AppError('CANCELLED', 'client cancelled the call'),
     );
-    timer.unref();
-  }
+  };
+  call.on('cancelled', onCancelled);
   return {
     signal: controller.signal,
-    // Called when the call finishes: no timer or closure outlives it until the deadline.
-    done: () => {
-      clearTimeout(timer);
-      call.removeListener('cancelled', onCancelled);
-    },
+    done: () => call.removeListener('cancelled', onCancelled),
   };
 }
 
@@ -87,6 +86,10 @@ const rpcAttributes = (method: string) => ({
   'rpc.service': SERVICE_NAME,
   'rpc.method': method,
 });
+const RECOMMEND_SPAN = spanName('Recommend');
+const RECOMMEND_ATTRIBUTES = rpcAttributes('Recommend');
+/** Resolved writes share one promise (no allocation per message without back-pressure). */
+const WRITTEN = Promise.resolve();
 
 /** Ingest: one event per message each way; acks of one turn written corked (one write per ack through grpc-js). */
 const singleEvents: IngestFraming<IngestRequest__Output, IngestResponse> = {
@@ -112,13 +115,18 @@ const DRAINING = () =>
   new AppError('UNAVAILABLE', 'gateway is shutting down; retry on another instance', { retryable: true });
 
 export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
+  // Attributes of successful calls per method, built once (metric attributes are read, never kept by reference).
+  const okAttributes = new Map<string, Attributes>();
   const observe = (method: string, started: number, error?: unknown) => {
-    d.metrics?.requestDuration.record((performance.now() - started) / 1000, {
-      'rpc.system': 'grpc',
-      'rpc.service': SERVICE_NAME,
-      'rpc.method': method,
-      'rpc.grpc.status_code': error === undefined ? 0 : grpcStatusOf(toAppError(error).code),
-    });
+    let attributes = error === undefined ? okAttributes.get(method) : undefined;
+    if (attributes === undefined) {
+      attributes = {
+        ...rpcAttributes(method),
+        'rpc.grpc.status_code': error === undefined ? 0 : grpcStatusOf(toAppError(error).code),
+      };
+      if (error === undefined) okAttributes.set(method, attributes);
+    }
+    d.metrics?.requestDuration.record((performance.now() - started) / 1000, attributes);
     if (error !== undefined && toAppError(error).code === 'INTERNAL')
       d.logger.error({ err: error, method }, 'request failed');
   };
@@ -128,11 +136,10 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const started = performance.now();
       if (d.draining()) return callback(toServiceError(DRAINING()));
-      const parent = extractContext(headersOf(call.metadata));
-      tracer().startActiveSpan(
+      inServerSpan(
         spanName(method),
-        { kind: SpanKind.SERVER, attributes: rpcAttributes(method) },
-        parent,
+        rpcAttributes(method),
+        () => headersOf(call.metadata),
         (span) => {
           work(call.request).then(
             (res) => {
@@ -196,16 +203,12 @@ export function createHandlers(d: HandlerDeps): RecommenderServiceHandlers {
         return;
       }
       const { signal, done } = signalOf(call);
-      const parent = extractContext(headersOf(call.metadata));
       const write = (msg: RecommendResponse) =>
-        new Promise<void>((resolve) => {
-          if (call.write(msg)) resolve();
-          else call.once('drain', () => resolve());
-        });
-      tracer().startActiveSpan(
-        spanName('Recommend'),
-        { kind: SpanKind.SERVER, attributes: rpcAttributes('Recommend') },
-        parent,
+        call.write(msg) ? WRITTEN : new Promise<void>((resolve) => call.once('drain', () => resolve()));
+      inServerSpan(
+        RECOMMEND_SPAN,
+        RECOMMEND_ATTRIBUTES,
+        () => headersOf(call.metadata),
         (span) => {
           const run = () =>
             d.recommend.recommend(

@@ -7,6 +7,7 @@ import {
   Metadata,
   ServerInterceptingCall,
   status,
+  type ServerInterceptingCallInterface,
   type ServerInterceptor,
   type ServiceDefinition,
 } from '@grpc/grpc-js';
@@ -18,15 +19,27 @@ class TooLarge {
   ) {}
 }
 
-/** A copy of `service` whose request deserializers refuse messages above the method's limit. */
-export function withMessageLimits(
+/**
+ * Per-method request limits on `service`: `service` is a copy whose request deserializers refuse messages above the
+ * method's limit, `maxBytes` the server-wide receive limit to configure (grpc-js itself refuses anything larger, with
+ * RESOURCE_EXHAUSTED), and `interceptor` turns a refusal into RESOURCE_EXHAUSTED. Methods whose limit is the
+ * server-wide one need neither: their calls pass through unwrapped (an intercepting layer costs every call).
+ */
+export function messageLimits(
   service: ServiceDefinition,
   limits: Readonly<Record<string, number>>,
   defaultLimit: number,
-): ServiceDefinition {
+): { service: ServiceDefinition; interceptor: ServerInterceptor; maxBytes: number } {
+  const maxBytes = Math.max(defaultLimit, ...Object.values(limits));
   const out: Record<string, ServiceDefinition[string]> = {};
+  const checked = new Set<string>();
   for (const [name, method] of Object.entries(service)) {
     const limit = limits[name] ?? defaultLimit;
+    if (limit >= maxBytes) {
+      out[name] = method;
+      continue;
+    }
+    checked.add(method.path);
     const parse = method.requestDeserialize;
     out[name] = {
       ...method,
@@ -34,11 +47,13 @@ export function withMessageLimits(
         buffer.length > limit ? new TooLarge(buffer.length, limit) : parse(buffer),
     };
   }
-  return out as ServiceDefinition;
+  const interceptor: ServerInterceptor = (method, call) =>
+    checked.has(method.path) ? refuseTooLarge(call) : (call as ServerInterceptingCall);
+  return { service: out as ServiceDefinition, interceptor, maxBytes };
 }
 
-export const messageLimitInterceptor: ServerInterceptor = (_method, call) =>
-  new ServerInterceptingCall(call, {
+function refuseTooLarge(call: ServerInterceptingCallInterface): ServerInterceptingCall {
+  return new ServerInterceptingCall(call, {
     start(next) {
       next({
         onReceiveMessage(message, pass) {
@@ -52,3 +67,4 @@ export const messageLimitInterceptor: ServerInterceptor = (_method, call) =>
       });
     },
   });
+}

@@ -11,7 +11,9 @@ export class WatchStreams {
   private readonly open = new Set<ServerInterceptingCall>();
 
   readonly interceptor: ServerInterceptor = (method, call) => {
-    if (method.path !== WATCH) return new ServerInterceptingCall(call);
+    // Other calls pass through unwrapped: an intercepting layer costs every call and message on the hot path.
+    // grpc-js chains what interceptors return through the call interface only, so the call itself does.
+    if (method.path !== WATCH) return call as ServerInterceptingCall;
     const intercepted: ServerInterceptingCall = new ServerInterceptingCall(call, {
       start: (next) =>
         next({

@@ -30,6 +30,21 @@ export class ExclusionMask {
     }
   }
 
+  /** Excludes every item `other` excludes (a mask of the same catalog). */
+  add(other: ExclusionMask): void {
+    const { bits } = this;
+    let count = 0;
+    for (let i = 0; i < bits.length; i++) {
+      let b = ((bits[i] as number) | (other.bits[i] as number)) & 0xff;
+      bits[i] = b;
+      // Population count of one byte.
+      b = b - ((b >> 1) & 0x55);
+      b = (b & 0x33) + ((b >> 2) & 0x33);
+      count += (b + (b >> 4)) & 0x0f;
+    }
+    this.count = count;
+  }
+
   /** Excludes every item except `allowed` (a candidate set); call before any `exclude`. */
   excludeAllExcept(allowed: Iterable<number>): void {
     this.bits.fill(0xff);

@@ -97,9 +97,10 @@ export interface MemoryStore {
   putVectors(userId: string, updates: VectorUpdate[]): Promise<void>;
   /**
    * The user's consumed item ids (any order): every item of an accepted event, kept beyond the history cap up to
-   * the store's bound (the newest by event time), written in the same atomic, durable step as the event.
+   * the store's bound (the newest by event time), written in the same atomic, durable step as the event. Read-only:
+   * a store may hand out the same array again while the set is unchanged.
    */
-  consumed(userId: string, signal?: AbortSignal): Promise<string[]>;
+  consumed(userId: string, signal?: AbortSignal): Promise<readonly string[]>;
   /** Deletes everything held for the user; resolves to the number of history entries removed. */
   forget(userId: string): Promise<number>;
   /** Every user with a history (for the background re-encoder). */
@@ -134,6 +135,6 @@ export interface ModelServer {
 
 /** The AutoMR retriever: scores each memory element for a query. */
 export interface Retriever {
-  score(query: Float32Array, memory: Float32Array[], signal?: AbortSignal): Promise<Float32Array>;
+  score(query: Float32Array, memory: readonly Float32Array[], signal?: AbortSignal): Promise<Float32Array>;
   close(): Promise<void>;
 }

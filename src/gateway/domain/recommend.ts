@@ -16,7 +16,7 @@ import {
   type MemoryModel,
 } from './memory.js';
 import { invalidArgument } from '../../shared/errors.js';
-import { excludeItems, requestMask } from './exclusion.js';
+import { ExclusionMask, excludeItems, requestMask } from './exclusion.js';
 import type { Catalog, MemoryStore, ModelServer, Retriever, StoredEntry } from './ports.js';
 import { validateId, validateIdList, validateRange, type Limits } from './validation.js';
 
@@ -105,16 +105,71 @@ export interface MemoryView {
   unknown_item: boolean;
 }
 
+/** Metric attributes, built once (instruments read them, never keep them). */
+const STAGE_ATTRIBUTES = {
+  'memory.read': { stage: 'memory.read' },
+  encode: { stage: 'encode' },
+  retrieve: { stage: 'retrieve' },
+  infer: { stage: 'infer' },
+} as const;
+const HISTORY_ATTRIBUTES = { kind: 'history' } as const;
+const MEMORY_ATTRIBUTES = { kind: 'memory' } as const;
+
+interface HistoryView {
+  encoded: readonly boolean[];
+  /** Elements of the history view not encoded for the current version and window. */
+  pending: number;
+  /** Encoded memory elements (the retriever's candidates), oldest first, and their vectors. */
+  usable: readonly StoredEntry[];
+  vectors: readonly Float32Array[];
+}
+
 export class RecommendService {
-  /** `encodedFlags` per history array: a store that hands out an unchanged (cached, frozen) history again skips it. */
-  private readonly flags = new WeakMap<readonly StoredEntry[], readonly boolean[]>();
+  /**
+   * What Recommend derives from a history array alone (encoded flags, pending count, usable memory elements), per
+   * array: a store that hands out an unchanged (cached) history again skips it.
+   */
+  private readonly views = new WeakMap<readonly StoredEntry[], HistoryView>();
+
+  /**
+   * The mask of a user's consumed set and history items, per consumed-set array and history array: a store that
+   * hands out both unchanged (cached) again skips the item lookups.
+   */
+  private readonly consumedMasks = new WeakMap<
+    readonly string[],
+    { entries: readonly StoredEntry[]; mask: ExclusionMask }
+  >();
 
   constructor(private readonly d: RecommendDeps) {}
 
-  private encodedFlags(entries: readonly StoredEntry[]): readonly boolean[] {
-    let flags = this.flags.get(entries);
-    if (flags === undefined) this.flags.set(entries, (flags = encodedFlags(entries, this.d.model)));
-    return flags;
+  private consumedMask(consumed: readonly string[], entries: readonly StoredEntry[]): ExclusionMask {
+    const known = this.consumedMasks.get(consumed);
+    if (known?.entries === entries) return known.mask;
+    const { catalog } = this.d;
+    const mask = new ExclusionMask(catalog.size);
+    excludeItems(mask, catalog, consumed);
+    // History items are consumed too (this also covers data stored before the consumed set existed).
+    for (const e of entries) {
+      const token = catalog.tokenOf(e.itemId);
+      if (token !== undefined) mask.exclude(token - catalog.itemTokenBase);
+    }
+    this.consumedMasks.set(consumed, { entries, mask });
+    return mask;
+  }
+
+  private viewOf(entries: readonly StoredEntry[]): HistoryView {
+    let view = this.views.get(entries);
+    if (view === undefined) {
+      const { model } = this.d;
+      const encoded = encodedFlags(entries, model);
+      const { start, end } = memoryRange(entries.length, model);
+      const usable: StoredEntry[] = [];
+      for (let i = start; i < end; i++) if (encoded[i] === true) usable.push(entries[i] as StoredEntry);
+      const vectors = usable.map((e) => e.vector as Float32Array);
+      view = { encoded, pending: countPending(entries, encoded, model), usable, vectors };
+      this.views.set(entries, view);
+    }
+    return view;
   }
 
   validate(input: RecommendInput): ValidatedRecommend {
@@ -152,9 +207,9 @@ export class RecommendService {
     const { userId, topN, memoryK } = req;
     const mask = requestMask(this.d.catalog, req.candidateItemIds, req.excludeItemIds);
     const t0 = performance.now();
-    const stage = (name: string, started: number) => {
+    const stage = (name: keyof typeof STAGE_ATTRIBUTES, started: number) => {
       const ms = performance.now() - started;
-      this.d.metrics?.stageDuration.record(ms, { stage: name });
+      this.d.metrics?.stageDuration.record(ms, STAGE_ATTRIBUTES[name]);
       return ms;
     };
     const { model, catalog } = this.d;
@@ -168,33 +223,23 @@ export class RecommendService {
         : undefined,
     ]);
     let entries = firstRead;
-    let encoded = this.encodedFlags(entries);
-    let pending = countPending(entries, encoded, model);
-    if ((this.d.encodeWaitMs ?? 0) > 0 && pending > 0) {
+    let view = this.viewOf(entries);
+    if ((this.d.encodeWaitMs ?? 0) > 0 && view.pending > 0) {
       // Events acked a moment ago are usually being encoded right now: wait (bounded) rather than lose them.
       await inSpan('encode.wait', () => this.d.encoder.settle(userId, this.d.encodeWaitMs ?? 0));
       entries = await inSpan('memory.read', () => this.d.store.read(userId, signal));
-      encoded = this.encodedFlags(entries);
-      pending = countPending(entries, encoded, model);
-    } else if (pending > 0) {
+      view = this.viewOf(entries);
+    } else if (view.pending > 0) {
       // Lazy re-encoding on read: elements of another model version (or missed ones) are encoded in the background.
       this.d.encoder.schedule(userId);
     }
-    if (consumed !== undefined) {
-      excludeItems(mask, catalog, consumed);
-      // History items are consumed too (this also covers data stored before the consumed set existed).
-      excludeItems(
-        mask,
-        catalog,
-        entries.map((e) => e.itemId),
-      );
-    }
+    const { encoded, pending, usable, vectors } = view;
+    if (consumed !== undefined) mask.add(this.consumedMask(consumed, entries));
     const memoryReadMs = stage('memory.read', t);
     const n = entries.length;
-    const prompt = promptOf(
-      entries.slice(Math.max(0, n - model.window)).map((e) => e.token),
-      model.bos,
-    );
+    // bos + the newest `window` items' tokens.
+    const prompt = [model.bos];
+    for (let i = Math.max(0, n - model.window); i < n; i++) prompt.push((entries[i] as StoredEntry).token);
 
     // z_t = the newest element; encoded now when the encoder has not caught up with it yet.
     let zt: Float32Array | undefined;
@@ -211,9 +256,6 @@ export class RecommendService {
       }
     }
 
-    const { start, end } = memoryRange(n, model);
-    const usable: StoredEntry[] = [];
-    for (let i = start; i < end; i++) if (encoded[i] === true) usable.push(entries[i] as StoredEntry);
     const historySize = n - viewStart(n, model);
 
     let retrieved: { entry: StoredEntry; score: number }[] = [];
@@ -223,11 +265,7 @@ export class RecommendService {
       const query = zt;
       const scores = await inSpan('retrieve', async (span) => {
         span.setAttribute('automr.memory.size', usable.length);
-        return this.d.retriever.score(
-          query,
-          usable.map((e) => e.vector as Float32Array),
-          signal,
-        );
+        return this.d.retriever.score(query, vectors, signal);
       });
       retrieved = usable
         .map((entry, i) => ({ entry, score: scores[i] ?? 0 }))
@@ -235,8 +273,8 @@ export class RecommendService {
         .slice(0, memoryK);
       retrieveMs = stage('retrieve', t);
     }
-    this.d.metrics?.memorySize.record(historySize, { kind: 'history' });
-    this.d.metrics?.memorySize.record(usable.length, { kind: 'memory' });
+    this.d.metrics?.memorySize.record(historySize, HISTORY_ATTRIBUTES);
+    this.d.metrics?.memorySize.record(usable.length, MEMORY_ATTRIBUTES);
 
     t = performance.now();
     const out = await this.d.modelServer.recommend(
@@ -263,7 +301,8 @@ export class RecommendService {
 
     await inSpan('stream', async () => {
       const size = this.d.batchSize ?? 10;
-      for (let i = 0; i < items.length; i += size) await sink.items(items.slice(i, i + size));
+      if (items.length <= size) await sink.items(items);
+      else for (let i = 0; i < items.length; i += size) await sink.items(items.slice(i, i + size));
       await sink.summary({
         retrieved: retrieved.map((r) => ({
           item_id: r.entry.itemId,
