@@ -2,7 +2,7 @@
  * Thin gRPC handlers for automr.v1.RecommenderService: protocol ↔ domain, errors → status via the shared mapper.
  * Each call is tracked so that drain can wait for in-flight work. Ingest streams are served by `ingest-stream.ts`.
  */
-import { context, SpanKind, SpanStatusCode, type Attributes } from '@opentelemetry/api';
+import { SpanStatusCode, type Attributes } from '@opentelemetry/api';
 import type {
   Metadata,
   ServerDuplexStream,
