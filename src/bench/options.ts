@@ -6,6 +6,11 @@ export interface BenchOptions {
   quick: boolean;
   concurrencies: number[];
   warmupMs: number;
+  /**
+   * Closed-loop load at the highest concurrency on the echo server and the gateway before the sweep, not measured:
+   * measured cold, the first points (concurrency 1) read code V8 has not optimised yet and a young heap.
+   */
+  serverWarmupMs: number;
   durationMs: number;
   loadgen: 'child' | 'inprocess';
   /** Profile the gateway at saturation (Recommend, then Ingest) with `node --cpu-prof`. */
@@ -50,6 +55,7 @@ export function defaultOptions(quick: boolean): BenchOptions {
     quick,
     concurrencies: [1, 4, 16, 64],
     warmupMs: quick ? 1_000 : 2_000,
+    serverWarmupMs: quick ? 3_000 : 6_000,
     durationMs: quick ? 3_000 : 10_000,
     loadgen: 'child',
     profile: false,
