@@ -15,7 +15,7 @@ import {
   IsolatedCircuitError,
   type CircuitBreakerPolicy,
 } from 'cockatiel';
-import { AppError } from '../../shared/errors.js';
+import { AppError, eitherSignal } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
 export interface GuardOptions {
@@ -74,7 +74,8 @@ export class ModelServerBreaker {
    */
   async call<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
     const outage = this.outage.signal;
-    const combined = signal === undefined ? outage : AbortSignal.any([signal, outage]);
+    const link = signal === undefined ? undefined : eitherSignal(signal, outage);
+    const combined = link?.signal ?? outage;
     try {
       return await this.breaker.execute(async () => {
         try {
@@ -87,6 +88,8 @@ export class ModelServerBreaker {
     } catch (error) {
       if (error instanceof CallerAborted) throw error.error;
       throw this.sanitized(error, outage.aborted);
+    } finally {
+      link?.dispose();
     }
   }
 
