@@ -119,7 +119,8 @@ const perCall = (us: number, calls: number): number | undefined =>
 async function warmUpServers(ctx: BenchContext, targets: TargetSpec[]): Promise<void> {
   const { options, runner, log } = ctx;
   if (options.serverWarmupMs <= 0 || targets.length === 0) return;
-  const concurrency = Math.max(...options.concurrencies);
+  // At the bench's saturation point (64) even when the sweep stops below it: the point is to run the code often.
+  const concurrency = Math.max(64, ...options.concurrencies);
   log(`warming up the servers: ${options.serverWarmupMs} ms each at c=${concurrency}, not measured`);
   for (const target of targets)
     await runner.run(target, {
