@@ -63,3 +63,22 @@ void test('model-server breaker calls keep no memory per call', async () => {
   assert.ok(grown < 3_000_000, `heap grew ${(grown / 1e6).toFixed(1)} MB over 100,000 calls`);
   breaker.close();
 });
+
+void test('many model calls in flight at once raise no listener-leak warning', async () => {
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning.name);
+  process.on('warning', onWarning);
+  const breaker = new ModelServerBreaker({ failures: 3, resetMs: 1000 });
+  try {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const inFlight = Array.from({ length: 50 }, () => breaker.call(() => gate, new AbortController().signal));
+    release();
+    await Promise.all(inFlight);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+    breaker.close();
+  }
+});

@@ -15,6 +15,7 @@ import {
   IsolatedCircuitError,
   type CircuitBreakerPolicy,
 } from 'cockatiel';
+import { setMaxListeners } from 'node:events';
 import { AppError, eitherSignal } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
@@ -33,6 +34,13 @@ class CallerAborted extends Error {
   }
 }
 
+/** Every model call in flight listens on it (one listener each, removed when the call ends): no listener cap. */
+function outageController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
+
 const isOutage = (error: unknown): boolean =>
   error instanceof AppError && (error.code === 'UNAVAILABLE' || error.code === 'DEADLINE_EXCEEDED');
 
@@ -40,7 +48,7 @@ export class ModelServerBreaker {
   private readonly breaker: CircuitBreakerPolicy;
   /** Set while the last health probe failed: the breaker is held open and hanging calls were aborted. */
   private isolation: { dispose(): void } | undefined;
-  private outage = new AbortController();
+  private outage = outageController();
 
   constructor(private readonly options: GuardOptions) {
     this.breaker = circuitBreaker(
@@ -56,7 +64,7 @@ export class ModelServerBreaker {
     if (!ready && this.isolation === undefined) {
       this.isolation = this.breaker.isolate();
       this.outage.abort(new AppError('UNAVAILABLE', 'model server unavailable', { retryable: true }));
-      this.outage = new AbortController();
+      this.outage = outageController();
     } else if (ready && this.isolation !== undefined) {
       this.isolation.dispose();
       this.isolation = undefined;
