@@ -7,8 +7,8 @@ export interface BenchOptions {
   concurrencies: number[];
   warmupMs: number;
   /**
-   * Closed-loop load at the highest concurrency on the echo server and the gateway before the sweep, not measured:
-   * measured cold, the first points (concurrency 1) read code V8 has not optimised yet and a young heap.
+   * Closed-loop load at concurrency 64 on the echo server and the gateway before the sweep, not measured: measured
+   * cold, the first point (concurrency 1) came out up to 2× slower.
    */
   serverWarmupMs: number;
   durationMs: number;

@@ -18,8 +18,8 @@ const HELP = `Usage: npm run bench -- [options]
   --concurrency LIST      closed-loop concurrencies (default 1,4,16,64)
   --duration-ms N         measured time per point (default 10000, quick 3000)
   --warmup-ms N           warmup per point (default 2000, quick 1000)
-  --server-warmup-ms N    before the echo/Recommend sweep, each server under closed-loop load at the highest
-                          concurrency for N ms, not measured (default 6000, quick 3000; 0 = none)
+  --server-warmup-ms N    before the echo/Recommend sweep, each server under closed-loop load at concurrency 64
+                          for N ms, not measured (default 6000, quick 3000; 0 = none)
   --users N               users seeded for the Recommend load (each with a full history of 100 events)
   --ingest-streams N      Ingest streams (default 4)
   --ingest-window N       events outstanding per Ingest stream (default 64)

@@ -111,15 +111,14 @@ const perCall = (us: number, calls: number): number | undefined =>
   calls > 0 ? Math.round((us / calls / 1000) * 1000) / 1000 : undefined;
 
 /**
- * Each target under closed-loop load at the sweep's highest concurrency for `serverWarmupMs`, not measured: the
- * first point of the sweep (concurrency 1) otherwise meets code V8 has not optimised yet and a young heap
- * (measured: gateway CPU per Recommend at c=1 2.2–2.6 ms cold vs 1.45 ms after the c=64 point, overhead p50 1.0–1.2
- * vs 0.76–0.84 ms; docs/PERF-NOTES.md).
+ * Each target under closed-loop load at concurrency 64 (or the sweep's highest) for `serverWarmupMs`, not measured:
+ * measured cold, the first point of the sweep (concurrency 1) came out slower (gateway CPU per Recommend at c=1
+ * 1.7–2.8 ms vs 1.2–1.4 ms warm, overhead p50 0.7–1.25 vs 0.55–0.69 ms; docs/PERF-NOTES.md).
  */
 async function warmUpServers(ctx: BenchContext, targets: TargetSpec[]): Promise<void> {
   const { options, runner, log } = ctx;
   if (options.serverWarmupMs <= 0 || targets.length === 0) return;
-  // At the bench's saturation point (64) even when the sweep stops below it: the point is to run the code often.
+  // At the bench's saturation point (64) even when the sweep stops below it: many requests in little time.
   const concurrency = Math.max(64, ...options.concurrencies);
   log(`warming up the servers: ${options.serverWarmupMs} ms each at c=${concurrency}, not measured`);
   for (const target of targets)
