@@ -6,6 +6,11 @@ export interface BenchOptions {
   quick: boolean;
   concurrencies: number[];
   warmupMs: number;
+  /**
+   * Closed-loop load at concurrency 64 on the echo server and the gateway before the sweep, not measured: measured
+   * cold, the first point (concurrency 1) came out up to 2× slower.
+   */
+  serverWarmupMs: number;
   durationMs: number;
   loadgen: 'child' | 'inprocess';
   /** Profile the gateway at saturation (Recommend, then Ingest) with `node --cpu-prof`. */
@@ -50,6 +55,7 @@ export function defaultOptions(quick: boolean): BenchOptions {
     quick,
     concurrencies: [1, 4, 16, 64],
     warmupMs: quick ? 1_000 : 2_000,
+    serverWarmupMs: quick ? 3_000 : 6_000,
     durationMs: quick ? 3_000 : 10_000,
     loadgen: 'child',
     profile: false,

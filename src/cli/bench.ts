@@ -18,6 +18,8 @@ const HELP = `Usage: npm run bench -- [options]
   --concurrency LIST      closed-loop concurrencies (default 1,4,16,64)
   --duration-ms N         measured time per point (default 10000, quick 3000)
   --warmup-ms N           warmup per point (default 2000, quick 1000)
+  --server-warmup-ms N    before the echo/Recommend sweep, each server under closed-loop load at concurrency 64
+                          for N ms, not measured (default 6000, quick 3000; 0 = none)
   --users N               users seeded for the Recommend load (each with a full history of 100 events)
   --ingest-streams N      Ingest streams (default 4)
   --ingest-window N       events outstanding per Ingest stream (default 64)
@@ -52,6 +54,7 @@ async function main(): Promise<number> {
       concurrency: { type: 'string' },
       'duration-ms': { type: 'string' },
       'warmup-ms': { type: 'string' },
+      'server-warmup-ms': { type: 'string' },
       users: { type: 'string' },
       rounds: { type: 'string' },
       'ingest-streams': { type: 'string' },
@@ -91,6 +94,7 @@ async function main(): Promise<number> {
   if (values['duration-ms'] !== undefined)
     options.durationMs = list(values['duration-ms'])[0] ?? options.durationMs;
   if (values['warmup-ms'] !== undefined) options.warmupMs = Number(values['warmup-ms']);
+  if (values['server-warmup-ms'] !== undefined) options.serverWarmupMs = Number(values['server-warmup-ms']);
   if (values.rounds !== undefined) options.rounds = list(values.rounds)[0] ?? options.rounds;
   if (values['ingest-streams'] !== undefined) options.ingestStreams = list(values['ingest-streams'])[0] ?? 4;
   if (values['ingest-window'] !== undefined) options.ingestWindow = list(values['ingest-window'])[0] ?? 64;

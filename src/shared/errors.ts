@@ -80,6 +80,35 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw abortError(signal);
 }
 
+/**
+ * A signal that fires when either `a` or `b` does, with that one's reason (as `AbortSignal.any`), and `dispose` to
+ * detach it once the work it guards is over. Not `AbortSignal.any`: on Node 20 every signal it makes stays in its
+ * sources' dependant sets for good, ~100 bytes per call on a long-lived source such as the breaker's outage signal.
+ */
+export function eitherSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const fired = a.aborted ? a : b.aborted ? b : undefined;
+  if (fired !== undefined) {
+    controller.abort(fired.reason);
+    return { signal: controller.signal, dispose: () => undefined };
+  }
+  const onA = () => {
+    dispose();
+    controller.abort(a.reason);
+  };
+  const onB = () => {
+    dispose();
+    controller.abort(b.reason);
+  };
+  const dispose = () => {
+    a.removeEventListener('abort', onA);
+    b.removeEventListener('abort', onB);
+  };
+  a.addEventListener('abort', onA, { once: true });
+  b.addEventListener('abort', onB, { once: true });
+  return { signal: controller.signal, dispose };
+}
+
 /** Settles with `promise`, or rejects with the signal's reason (as throwIfAborted) as soon as the signal fires. */
 export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {

@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as ort from 'onnxruntime-node';
 import { OnnxRetriever } from '../../src/gateway/adapters/onnx-retriever.js';
 import { TritonModelServer } from '../../src/gateway/adapters/triton-model-server.js';
 import { loadBundle, type Bundle } from '../../src/gateway/bundle.js';
@@ -133,5 +134,53 @@ void test('concurrent retriever requests are scored in one run, each as if alone
   } finally {
     await coalesced.close();
     await alone.close();
+  }
+});
+
+void test('retriever runs of every shape, one after another and two at once, score as fresh inputs do', async () => {
+  // The retriever reuses its input arrays from run to run: a smaller batch after a larger one must not see the
+  // larger one's rows, vectors or mask, and a batch formed while another's run is pending must not overwrite it.
+  const retriever = await OnnxRetriever.load(bundle.retrieverPath, bundle.dModel, {
+    maxBatch: 2,
+    delayMs: 0,
+  });
+  const reference = await ort.InferenceSession.create(bundle.retrieverPath);
+  const d = bundle.dModel;
+  const fresh = async (query: Float32Array, memory: Float32Array[]): Promise<Float32Array> => {
+    const flat = new Float32Array(memory.length * d);
+    memory.forEach((v, j) => flat.set(v, j * d));
+    const out = await reference.run({
+      query: new ort.Tensor('float32', query, [1, d]),
+      memory: new ort.Tensor('float32', flat, [1, memory.length, d]),
+      memory_mask: new ort.Tensor('int64', new BigInt64Array(memory.length).fill(1n), [1, memory.length]),
+    });
+    return out.scores!.data as Float32Array;
+  };
+  try {
+    const reqs = await requests();
+    const vectors = await single.encode(reqs.map((r) => r.prompt));
+    const call = (i: number, size: number) => ({
+      query: vectors[i % vectors.length]!,
+      memory: Array.from({ length: size }, (_, j) => vectors[(i + j + 1) % vectors.length]!),
+    });
+    // Batches of two (rows padded to the longer memory), then single calls, then two batches at once.
+    const rounds = [
+      [call(0, 7), call(1, 3)],
+      [call(2, 1)],
+      [call(3, 2), call(4, 2)],
+      [call(5, 5), call(6, 1), call(7, 4), call(8, 6)],
+      [call(9, 1)],
+    ];
+    for (const calls of rounds) {
+      const got = await Promise.all(calls.map((c) => retriever.score(c.query, c.memory)));
+      for (const [i, c] of calls.entries()) {
+        const want = await fresh(c.query, c.memory);
+        assert.equal(got[i]!.length, c.memory.length);
+        want.forEach((w, j) => assert.ok(Math.abs(got[i]![j]! - w) < 1e-5, `call ${i} element ${j}`));
+      }
+    }
+  } finally {
+    await retriever.close();
+    await reference.release();
   }
 });

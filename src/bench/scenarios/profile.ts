@@ -27,8 +27,12 @@ export async function profileGateway(
     gatewayOptions(modelServer.address, await ctx.newDataDir(), options),
   );
   const client = new RecommenderClient(profiled.address, tokenMetadataFromEnv());
+  // Recommend at saturation and, when the sweep has it, at concurrency 1 (where nothing is shared across requests).
   const sections = [
     ...(recommendTarget === undefined ? [] : (['recommend'] as const)),
+    ...(recommendTarget !== undefined && options.concurrencies.includes(1)
+      ? (['recommend-c1'] as const)
+      : []),
     ...(options.sections.has('ingest') ? (['ingest'] as const) : []),
     ...(options.sections.has('ingest') && options.ingestBatch > 0 ? (['ingest-batch'] as const) : []),
   ];
@@ -43,9 +47,9 @@ export async function profileGateway(
     }
     for (const section of sections) {
       const file = join(options.profileDir, `gateway-${section}-${runId}.cpuprofile`);
-      const measured = closedLoop(options, 64);
+      const measured = closedLoop(options, section === 'recommend-c1' ? 1 : 64);
       const target =
-        section === 'recommend' && recommendTarget !== undefined
+        (section === 'recommend' || section === 'recommend-c1') && recommendTarget !== undefined
           ? { ...recommendTarget, address: profiled.address }
           : undefined;
       if (target !== undefined) await runner.run(target, { ...measured, durationMs: 1000 });
@@ -66,13 +70,15 @@ export async function profileGateway(
       }
       await profiled.stopProfile(file);
       const summary = await summarizeProfileFile(file, 12);
-      report.profiles[`gateway ${section} at saturation`] = {
+      const title =
+        section === 'recommend-c1' ? 'gateway recommend at c=1' : `gateway ${section} at saturation`;
+      report.profiles[title] = {
         file,
         top: summary.functions,
         packages: summary.packages,
         inclusive: summary.inclusive,
       };
-      log(renderProfileSummary(summary, `gateway ${section} at saturation`));
+      log(renderProfileSummary(summary, title));
     }
   } finally {
     client.close();

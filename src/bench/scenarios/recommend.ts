@@ -110,6 +110,26 @@ async function measure(
 const perCall = (us: number, calls: number): number | undefined =>
   calls > 0 ? Math.round((us / calls / 1000) * 1000) / 1000 : undefined;
 
+/**
+ * Each target under closed-loop load at concurrency 64 (or the sweep's highest) for `serverWarmupMs`, not measured:
+ * measured cold, the first point of the sweep (concurrency 1) came out slower (gateway CPU per Recommend at c=1
+ * 1.7–2.8 ms vs 1.2–1.4 ms warm, overhead p50 0.7–1.25 vs 0.55–0.69 ms; docs/PERF-NOTES.md).
+ */
+async function warmUpServers(ctx: BenchContext, targets: TargetSpec[]): Promise<void> {
+  const { options, runner, log } = ctx;
+  if (options.serverWarmupMs <= 0 || targets.length === 0) return;
+  // At the bench's saturation point (64) even when the sweep stops below it: many requests in little time.
+  const concurrency = Math.max(64, ...options.concurrencies);
+  log(`warming up the servers: ${options.serverWarmupMs} ms each at c=${concurrency}, not measured`);
+  for (const target of targets)
+    await runner.run(target, {
+      type: 'closed',
+      concurrency,
+      warmupMs: 0,
+      durationMs: options.serverWarmupMs,
+    });
+}
+
 /** The echo floor and Recommend at each concurrency, in alternating slices (either may be absent). */
 export async function sweepEchoAndRecommend(
   ctx: BenchContext,
@@ -122,6 +142,10 @@ export async function sweepEchoAndRecommend(
     echo === undefined
       ? undefined
       : { kind: 'echo', address: echo.address, requestBytes: sizes.request, responseBytes: sizes.response };
+  await warmUpServers(
+    ctx,
+    [echoTarget, recommend?.target].filter((t) => t !== undefined),
+  );
   for (const concurrency of options.concurrencies) {
     // Alternate short slices of the floor and the gateway (one warmup each, then `rounds` slices).
     const rounds = options.rounds;

@@ -15,7 +15,8 @@ import {
   IsolatedCircuitError,
   type CircuitBreakerPolicy,
 } from 'cockatiel';
-import { AppError } from '../../shared/errors.js';
+import { setMaxListeners } from 'node:events';
+import { AppError, eitherSignal } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 
 export interface GuardOptions {
@@ -33,6 +34,13 @@ class CallerAborted extends Error {
   }
 }
 
+/** Every model call in flight listens on it (one listener each, removed when the call ends): no listener cap. */
+function outageController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
+
 const isOutage = (error: unknown): boolean =>
   error instanceof AppError && (error.code === 'UNAVAILABLE' || error.code === 'DEADLINE_EXCEEDED');
 
@@ -40,7 +48,7 @@ export class ModelServerBreaker {
   private readonly breaker: CircuitBreakerPolicy;
   /** Set while the last health probe failed: the breaker is held open and hanging calls were aborted. */
   private isolation: { dispose(): void } | undefined;
-  private outage = new AbortController();
+  private outage = outageController();
 
   constructor(private readonly options: GuardOptions) {
     this.breaker = circuitBreaker(
@@ -56,7 +64,7 @@ export class ModelServerBreaker {
     if (!ready && this.isolation === undefined) {
       this.isolation = this.breaker.isolate();
       this.outage.abort(new AppError('UNAVAILABLE', 'model server unavailable', { retryable: true }));
-      this.outage = new AbortController();
+      this.outage = outageController();
     } else if (ready && this.isolation !== undefined) {
       this.isolation.dispose();
       this.isolation = undefined;
@@ -74,7 +82,8 @@ export class ModelServerBreaker {
    */
   async call<T>(fn: (signal: AbortSignal) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
     const outage = this.outage.signal;
-    const combined = signal === undefined ? outage : AbortSignal.any([signal, outage]);
+    const link = signal === undefined ? undefined : eitherSignal(signal, outage);
+    const combined = link?.signal ?? outage;
     try {
       return await this.breaker.execute(async () => {
         try {
@@ -87,6 +96,8 @@ export class ModelServerBreaker {
     } catch (error) {
       if (error instanceof CallerAborted) throw error.error;
       throw this.sanitized(error, outage.aborted);
+    } finally {
+      link?.dispose();
     }
   }
 
