@@ -31,7 +31,7 @@ from .model import ModelConfig, RecModel, load_model, save_model
 from .retriever import Retriever
 from .metrics import summarize
 from .retriever_train import RetrieverConfig, ranks_of_choice, retriever_scores, selection_key, top_k_slots, train_retriever
-from .synthetic import DEFAULT_SYNTHETIC, synthetic
+from .synthetic import DEFAULT_SYNTHETIC, SYNTHETIC_ML_LATEST, synthetic
 from .sasrec import SASRec, SASRecConfig, rank_rows, train_sasrec
 from .train import TrainConfig, train_model
 
@@ -663,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     gen = {k: v for k, v in (("n_users", a.users), ("n_items", a.items)) if v is not None}
     if a.write_synthetic_movielens:
-        write_movielens_latest(synthetic(**{**DEFAULT_SYNTHETIC, **gen, "seed": a.seed}), a.write_synthetic_movielens)
+        write_movielens_latest(synthetic(**{**SYNTHETIC_ML_LATEST, **gen, "seed": a.seed}), a.write_synthetic_movielens)
         return 0
     if not a.out:
         ap.error("--out is required")

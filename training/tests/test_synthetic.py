@@ -55,3 +55,25 @@ def test_long_term_oracle_beats_last_10(tiny_synth):
         hits_short += s[p] in top_short
         hits_long += s[p] in top_long
     assert hits_long > 1.05 * hits_short
+
+
+def test_default_setting_returning_interest_is_known_only_from_memory():
+    """DEFAULT_SYNTHETIC: two interests, exploration only in the browse clusters (nobody's interest), 3 items long.
+    After 3 browse items an interest returns; its cluster is then absent from the last 10 items, present in memory."""
+    from automr.synthetic import DEFAULT_SYNTHETIC
+
+    prep = synthetic(**{**DEFAULT_SYNTHETIC, "n_users": 120})
+    cl, n_cl, n_browse = prep.meta["cluster_of"], prep.meta["n_clusters"], prep.meta["browse_clusters"]
+    assert n_browse == 2
+    browse = cl >= n_cl - n_browse
+    returns = in_window = in_memory = 0
+    for s in prep.seqs:
+        s = s - N_SPECIAL
+        for p in range(13, len(s)):
+            if browse[s[p]] or not browse[s[p - 3 : p]].all() or browse[s[p - 4]]:
+                continue  # not the first item after a 3-item browse burst
+            returns += 1
+            in_window += cl[s[p]] in set(cl[s[max(0, p - WINDOW) : p]].tolist())
+            in_memory += cl[s[p]] in set(cl[s[list(memory_indices(p))]].tolist())
+    assert returns > 500
+    assert in_window / returns < 0.05 and in_memory / returns > 0.9
