@@ -24,6 +24,14 @@ interface Waiting<Req, Res> {
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   settled: boolean;
+  /** The batch it went out in; undefined while it waits. */
+  sent: SentBatch | undefined;
+}
+
+/** A batch on its way: aborted once all of its callers have left. */
+interface SentBatch {
+  open: number;
+  controller: AbortController;
 }
 
 export class Coalescer<Req, Res> {
@@ -47,11 +55,18 @@ export class Coalescer<Req, Res> {
         signal,
         onAbort: undefined,
         settled: false,
+        sent: undefined,
       };
       if (signal !== undefined) {
+        // One listener per call covers both states: waiting (taken out of the queue) and sent (leaves its batch).
         entry.onAbort = () => {
-          const index = this.queue.indexOf(entry);
-          if (index >= 0) this.queue.splice(index, 1);
+          const { sent } = entry;
+          if (sent === undefined) {
+            const index = this.queue.indexOf(entry);
+            if (index >= 0) this.queue.splice(index, 1);
+          } else if (!entry.settled && --sent.open === 0) {
+            sent.controller.abort(new AppError('CANCELLED', 'every caller of the batch left'));
+          }
           this.settle(entry, () => reject(abortError(signal)));
         };
         signal.addEventListener('abort', entry.onAbort, { once: true });
@@ -87,15 +102,8 @@ export class Coalescer<Req, Res> {
     this.batches += 1;
     this.requests += batch.length;
     const controller = new AbortController();
-    let open = batch.length;
-    const leave = () => {
-      open -= 1;
-      if (open === 0) controller.abort(new AppError('CANCELLED', 'every caller of the batch left'));
-    };
-    for (const entry of batch) entry.signal?.addEventListener('abort', leave, { once: true });
-    const detach = () => {
-      for (const entry of batch) entry.signal?.removeEventListener('abort', leave);
-    };
+    const sent: SentBatch = { open: batch.length, controller };
+    for (const entry of batch) entry.sent = sent;
     let running: Promise<Res[]>;
     try {
       running = this.o.run(
@@ -108,7 +116,6 @@ export class Coalescer<Req, Res> {
     }
     running.then(
       (results) => {
-        detach();
         if (results.length !== batch.length) {
           const error = new AppError(
             'INTERNAL',
@@ -120,7 +127,6 @@ export class Coalescer<Req, Res> {
         batch.forEach((entry, i) => this.settle(entry, () => entry.resolve(results[i] as Res)));
       },
       (error: unknown) => {
-        detach();
         for (const entry of batch) this.settle(entry, () => entry.reject(error));
       },
     );

@@ -64,8 +64,8 @@ async function stats(client: TritonClient): Promise<{ inferences: number; execut
 }
 
 function assertSameRanking(got: RecommendOutput, want: RecommendOutput, what: string): void {
-  assert.deepEqual(got.tokens.slice(0, 20), want.tokens.slice(0, 20), what);
-  got.scores
+  assert.deepEqual(Array.from(got.tokens).slice(0, 20), Array.from(want.tokens).slice(0, 20), what);
+  Array.from(got.scores)
     .slice(0, 20)
     .forEach((s, i) => assert.ok(Math.abs(s - want.scores[i]!) < 1e-4, `${what} score ${i}`));
 }
@@ -84,10 +84,13 @@ void test('concurrent Recommends share one automr_recommend call and get their o
     const firstEight = new Set(bundle.catalog.slice(0, 8).map((c) => c.token));
     together.forEach((out, i) => {
       if (i % 2 === 1)
-        assert.ok(!out.tokens.some((t) => firstEight.has(t)), `request ${i} keeps its own exclusions`);
+        assert.ok(
+          !Array.from(out.tokens).some((t) => firstEight.has(t)),
+          `request ${i} keeps its own exclusions`,
+        );
     });
     assert.ok(
-      together.some((out, i) => i % 2 === 0 && out.tokens.some((t) => firstEight.has(t))),
+      together.some((out, i) => i % 2 === 0 && Array.from(out.tokens).some((t) => firstEight.has(t))),
       'rows without exclusions still rank those items (the masks were not mixed up)',
     );
     assert.equal(after.inferences - before.inferences, reqs.length);

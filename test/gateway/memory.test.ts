@@ -6,6 +6,7 @@ import {
   isEncoded,
   memoryRange,
   staleElements,
+  topScored,
   windowTokens,
   type MemoryModel,
 } from '../../src/gateway/domain/memory.js';
@@ -55,4 +56,18 @@ void test('memory = every element except the newest K, at most maxMemory', () =>
   assert.deepEqual(memoryRange(3, model), { start: 0, end: 0 });
   assert.deepEqual(memoryRange(5, model), { start: 0, end: 2 });
   assert.deepEqual(memoryRange(10, model), { start: 3, end: 7 });
+});
+
+void test('the retrieved elements are the k best scores, the newer first on a tie, as a full sort orders them', () => {
+  const h = history(40);
+  // Seeded pseudo-random scores with many ties (a tenth of a step), against the sort Recommend used before.
+  let x = 7;
+  const scores = Float32Array.from(h, () => ((x = (x * 48271) % 2147483647) % 10) / 10);
+  const sorted = h
+    .map((_, i) => i)
+    .sort((a, b) => (scores[b] as number) - (scores[a] as number) || h[b]!.timestampMs - h[a]!.timestampMs);
+  for (const k of [1, 2, 3, 7, 40, 50])
+    assert.deepEqual(topScored(scores, h, k), sorted.slice(0, k), `k=${k}`);
+  assert.deepEqual(topScored(scores, h, 0), []);
+  assert.deepEqual(topScored(new Float32Array(0), [], 3), []);
 });

@@ -224,13 +224,10 @@ export class TritonModelServer implements ModelServer {
     const ids32 = new Int32Array(topIds.buffer, topIds.byteOffset, topIds.length * 2);
     const out: RecommendOutput[] = [];
     for (let row = 0; row < rows; row++) {
-      const tokens = new Array<number>(width);
-      const scores = new Array<number>(width);
-      for (let i = 0, j = row * width; i < width; i++, j++) {
-        tokens[i] = ids32[2 * j] as number;
-        scores[i] = topScores[j] as number;
-      }
-      out.push({ tokens, scores });
+      // Typed rows: the scores are views of the response tensor, the tokens one 32-bit copy (no boxed numbers).
+      const tokens = new Int32Array(width);
+      for (let i = 0, j = row * width; i < width; i++, j++) tokens[i] = ids32[2 * j] as number;
+      out.push({ tokens, scores: topScores.subarray(row * width, (row + 1) * width) });
     }
     return out;
   }

@@ -101,3 +101,31 @@ export function memoryRange(length: number, model: MemoryModel): { start: number
   const end = Math.max(0, length - model.window);
   return { start: Math.max(viewStart(length, model), end - model.maxMemory), end };
 }
+
+/**
+ * Indexes of the `k` highest scores, best first; equal scores go to the newer element. The same order as sorting
+ * every element, without building and sorting an object per memory element on every Recommend (k is 1–3, the
+ * memory up to 90).
+ */
+export function topScored(scores: ArrayLike<number>, elements: readonly StoredEntry[], k: number): number[] {
+  const best: number[] = [];
+  if (k <= 0) return best;
+  const before = (i: number, j: number): boolean => {
+    const a = scores[i] ?? 0;
+    const b = scores[j] ?? 0;
+    return (
+      a > b ||
+      (a === b && (elements[i] as StoredEntry).timestampMs > (elements[j] as StoredEntry).timestampMs)
+    );
+  };
+  for (let i = 0; i < elements.length; i++) {
+    if (best.length === k && !before(i, best[k - 1] as number)) continue;
+    let at = best.length === k ? k - 1 : best.length;
+    while (at > 0 && before(i, best[at - 1] as number)) {
+      best[at] = best[at - 1] as number;
+      at--;
+    }
+    best[at] = i;
+  }
+  return best;
+}

@@ -109,9 +109,9 @@ export interface MemoryStore {
 }
 
 export interface RecommendOutput {
-  /** Item tokens, best first. */
-  tokens: number[];
-  scores: number[];
+  /** Item tokens, best first (read-only: an adapter may hand out views of its response). */
+  tokens: ArrayLike<number>;
+  scores: ArrayLike<number>;
 }
 
 /** The LLM split at layer L, served by Triton or the local model server. */

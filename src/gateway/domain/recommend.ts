@@ -11,6 +11,7 @@ import {
   isEncoded,
   memoryRange,
   promptOf,
+  topScored,
   viewStart,
   windowTokens,
   type MemoryModel,
@@ -267,10 +268,10 @@ export class RecommendService {
         span.setAttribute('automr.memory.size', usable.length);
         return this.d.retriever.score(query, vectors, signal);
       });
-      retrieved = usable
-        .map((entry, i) => ({ entry, score: scores[i] ?? 0 }))
-        .sort((a, b) => b.score - a.score || b.entry.timestampMs - a.entry.timestampMs)
-        .slice(0, memoryK);
+      retrieved = topScored(scores, usable, memoryK).map((i) => ({
+        entry: usable[i] as StoredEntry,
+        score: scores[i] ?? 0,
+      }));
       retrieveMs = stage('retrieve', t);
     }
     this.d.metrics?.memorySize.record(historySize, HISTORY_ATTRIBUTES);
