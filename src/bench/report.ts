@@ -60,6 +60,8 @@ export interface IngestFigure {
   encoding_drain_ms?: number;
   gateway_cpu_ms_per_event?: number;
   model_server_cpu_ms_per_event?: number;
+  /** Cores the whole machine kept busy over the run (every process, the load generator included). */
+  machine_busy_cores?: number;
 }
 
 /** One bulk import (`npm run import`'s path): the raw phase, and on lmdb the encode phase after it. */
@@ -431,6 +433,7 @@ export function renderMarkdown(report: BenchReport): string {
           'encode drain ms',
           'gateway CPU ms/event',
           'model srv CPU ms/event',
+          'machine busy cores',
         ],
         report.sweep.ingest.map((f) => [
           f.store,
@@ -444,6 +447,7 @@ export function renderMarkdown(report: BenchReport): string {
           fmt(f.encoding_drain_ms, 0),
           fmt(f.gateway_cpu_ms_per_event, 3),
           fmt(f.model_server_cpu_ms_per_event, 3),
+          fmt(f.machine_busy_cores, 2),
         ]),
       ),
       '',

@@ -12,6 +12,7 @@ import type { IngestFigure } from '../report.js';
 import type { ServerHost } from '../servers.js';
 import { gatewayOptions, type BenchCatalog, type BenchContext } from './context.js';
 import { RECOMMENDER_PROTO_PATH } from './recommend.js';
+import { busyCores, sampleMachineCpu } from '../machine-cpu.js';
 import { deleteRedisPrefix } from './redis-keys.js';
 import { waitForEncodings } from './seeding.js';
 import { tokenMetadataFromEnv } from '../../shared/transport.js';
@@ -71,7 +72,9 @@ async function benchIngestOn(
       const rate = Math.max(100, Math.round(closedEps * 0.8));
       const spec = ingestSpec(gateway.address, options, ctx.catalog, `${ctx.runId}-${store}`, mode, rate);
       const before = await Promise.all([gateway.stats(), modelServer.stats()]);
+      const machineBefore = sampleMachineCpu();
       const result = await runner.ingest(spec);
+      const machineCores = busyCores(machineBefore, sampleMachineCpu());
       const after = await Promise.all([gateway.stats(), modelServer.stats()]);
       if (mode === 'closed') closedEps = result.eps;
       const sample = Array.from({ length: 10 }, (_, i) => `${spec.userPrefix}${i * 7}`);
@@ -89,6 +92,7 @@ async function benchIngestOn(
         rejected: result.rejected,
         errors: result.errors,
         pending_encodings_at_stop: drain.pendingAtStart,
+        machine_busy_cores: Math.round(machineCores * 100) / 100,
         ...(drain.drainMs === undefined ? {} : { encoding_drain_ms: drain.drainMs }),
       };
       const gatewayCpu = cpuPerEvent(0);
@@ -99,7 +103,7 @@ async function benchIngestOn(
       if (result.errors + result.rejected > 0)
         report.notes.push(`ingest ${store} ${mode}: ${result.errorSamples.join('; ')}`);
       log(
-        `ingest ${store} ${figure.mode}: ${figure.eps} events/s, ack p99 ${figure.ack_latency.p99_ms} ms, gateway CPU ${String(gatewayCpu)} ms/event, model server CPU ${String(modelCpu)} ms/event`,
+        `ingest ${store} ${figure.mode}: ${figure.eps} events/s, ack p99 ${figure.ack_latency.p99_ms} ms, gateway CPU ${String(gatewayCpu)} ms/event, model server CPU ${String(modelCpu)} ms/event, machine ${machineCores.toFixed(2)} cores busy`,
       );
     }
   } finally {

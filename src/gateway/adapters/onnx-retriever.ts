@@ -111,9 +111,9 @@ export class OnnxRetriever implements Retriever {
         throw new AppError('INTERNAL', 'retriever returned no scores');
       }
       const data = scores.data;
-      // The output is this run's own array: a single unpadded row is returned as it is.
+      // The output is this run's own array: each row is a view of it, not a copy.
       if (rows === 1 && calls[0]?.memory.length === m) return [data];
-      return calls.map((c, row) => data.slice(row * m, row * m + c.memory.length));
+      return calls.map((c, row) => data.subarray(row * m, row * m + c.memory.length));
     } finally {
       if (own !== undefined) own.busy = false;
     }
