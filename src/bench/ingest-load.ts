@@ -6,6 +6,7 @@
  * IngestBatch: events go `batch` to a message (closed loop: a message as soon as `batch` slots are free; open loop:
  * the events due on a stream in one tick, cut into messages of at most `batch`) and acks come several to a message.
  */
+import { paceArrivals } from './pacing.js';
 import { performance } from 'node:perf_hooks';
 import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { createHistogram, encodeHistogram, recordMs } from './histogram.js';
@@ -193,27 +194,19 @@ export async function runIngestLoad(spec: IngestLoadSpec): Promise<IngestLoadRes
     }
     await new Promise((resolve) => setTimeout(resolve, end - performance.now()));
   } else {
-    const interval = 1000 / (spec.rate ?? 1);
     let issued = 0;
-    await new Promise<void>((resolve) => {
-      const tick = (): void => {
-        const now = Math.min(performance.now(), end);
-        while (start + issued * interval <= now) {
-          const stream = streams[issued % streams.length];
-          const intended = start + issued * interval;
-          issued += 1;
-          if (stream !== undefined) send(stream, intended);
-        }
+    await paceArrivals(
+      start,
+      end,
+      1000 / (spec.rate ?? 1),
+      (intended) => {
+        const stream = streams[issued++ % streams.length];
+        if (stream !== undefined) send(stream, intended);
+      },
+      () => {
         if (batch > 0) for (const stream of streams) flush(stream);
-        const next = start + issued * interval;
-        if (next >= end) {
-          resolve();
-          return;
-        }
-        setTimeout(tick, Math.max(0, next - performance.now()));
-      };
-      tick();
-    });
+      },
+    );
   }
   stopping = true;
   for (const stream of streams) if (stream.outstanding === 0) stream.call.end();

@@ -6,6 +6,7 @@
  * arrive on a fixed schedule whatever the server does, and latency is measured from each call's *intended*
  * start, so queueing behind a saturated server shows up in the percentiles (no coordinated omission).
  */
+import { paceArrivals } from './pacing.js';
 import { performance } from 'node:perf_hooks';
 import { createHistogram, decodeHistogram, encodeHistogram, recordMs } from './histogram.js';
 
@@ -162,7 +163,6 @@ export async function runOpenLoop(call: UnaryCall, spec: OpenLoopSpec): Promise<
   const start = performance.now();
   const measureStart = start + spec.warmupMs;
   const end = measureStart + spec.durationMs;
-  let sent = 0;
   let inFlight = 0;
   let lastEnd = measureStart;
   let drained: (() => void) | undefined;
@@ -195,27 +195,7 @@ export async function runOpenLoop(call: UnaryCall, spec: OpenLoopSpec): Promise<
     );
   };
 
-  // Each tick sends every arrival whose intended time has passed, then sleeps until the next one
-  // (timers are ~1 ms granular, so at high rates several arrivals go out per tick).
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const now = performance.now();
-      const due = Math.min(Math.floor((Math.min(now, end) - start) / intervalMs) + 1, Infinity);
-      while (sent < due) {
-        const intended = start + sent * intervalMs;
-        if (intended >= end) break;
-        sent += 1;
-        issue(intended);
-      }
-      const next = start + sent * intervalMs;
-      if (next >= end) {
-        resolve();
-        return;
-      }
-      setTimeout(tick, Math.max(0, next - performance.now()));
-    };
-    tick();
-  });
+  await paceArrivals(start, end, intervalMs, issue);
   if (inFlight > 0) {
     await new Promise<void>((resolve) => {
       drained = resolve;
