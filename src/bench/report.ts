@@ -13,6 +13,11 @@ export interface RetrieverFigure {
   latency: LatencySummary;
   p50_us: number;
   p99_us: number;
+  /** Concurrent requests coalesced into each run (absent: one request per call, back to back). */
+  requests_per_run?: number;
+  /** With `requests_per_run`: wall time and this process's CPU time per request (µs). */
+  us_per_request?: number;
+  cpu_us_per_request?: number;
 }
 
 export interface StoreFloorFigure {
@@ -498,6 +503,13 @@ export function renderMarkdown(report: BenchReport): string {
     ]);
   }
   for (const r of report.retriever) {
+    if (r.requests_per_run !== undefined) {
+      extras.push([
+        `retriever, ${r.requests_per_run} requests of ${r.elements} elements per run: ${r.implementation} (run p50 / p99 us; per request: wall us, CPU us)`,
+        `${fmt(r.p50_us, 1)} / ${fmt(r.p99_us, 1)}; ${fmt(r.us_per_request, 1)}, ${fmt(r.cpu_us_per_request, 1)}`,
+      ]);
+      continue;
+    }
     extras.push([
       `retriever p50 / p99 (us, 90 elements): ${r.implementation}`,
       `${fmt(r.p50_us, 1)} / ${fmt(r.p99_us, 1)}`,

@@ -71,6 +71,19 @@ void test('headline figures come from c=64 (throughput) and c=1 (overhead), with
     },
   );
   report.retriever_p99_us = 150;
+  const latency = { count: 10, mean_ms: 1, p50_ms: 1, p95_ms: 1, p99_ms: 2, p999_ms: 2, max_ms: 2 };
+  report.retriever.push({
+    implementation: 'concurrent requests in one run',
+    elements: 90,
+    d_model: 64,
+    calls: 10,
+    latency,
+    p50_us: 1000,
+    p99_us: 2000,
+    requests_per_run: 64,
+    us_per_request: 16.2,
+    cpu_us_per_request: 15.9,
+  });
   report.sweep.echo[3]!.server_cpu_ms_per_request = 0.05;
   report.sweep.recommend[3]!.server_cpu_ms_per_request = 0.12;
   finalizeReport(report);
@@ -99,6 +112,10 @@ void test('headline figures come from c=64 (throughput) and c=1 (overhead), with
   const markdown = renderMarkdown(report);
   assert.match(markdown, /\| 64 \| 5000 \| 1\.00 \| 2\.00 \| 2400 \| .* \| 0\.480 \|/);
   assert.match(markdown, /retriever p99 .* \| yes \|/);
+  assert.match(
+    markdown,
+    /retriever, 64 requests of 90 elements per run: concurrent requests in one run .* \| 1000\.0 \/ 2000\.0; 16\.2, 15\.9 \|/,
+  );
   assert.match(markdown, /gateway per Recommend \/ echo server per call \(ms\) \| 0\.120 \/ 0\.050 = 2\.40/);
   assert.match(markdown, /lmdb \| closed 4x64 \| 12345/);
   assert.match(markdown, /lmdb \| batch 4x64\/16 \| 21000/);

@@ -1,7 +1,9 @@
 /**
  * In-process retriever latency with 90 memory elements: the gateway's own `OnnxRetriever` (what Recommend
  * calls, per-call allocations included) and, as its floor, a bare onnxruntime session run with input tensors
- * allocated once and reused. Calls are back to back from one caller.
+ * allocated once and reused. Calls are back to back from one caller. Then the batched cost: 64 concurrent requests
+ * submitted in one event-loop turn, which the retriever scores in one run (as at Recommend's concurrency 64), with
+ * wall and CPU time per request.
  */
 import { performance } from 'node:perf_hooks';
 import { readFile } from 'node:fs/promises';
@@ -29,6 +31,9 @@ async function timeCalls(
   }
   return { calls, latency: summarize(histogram) };
 }
+
+/** Concurrent requests per run in the batched figure: Recommend's highest bench concurrency. */
+const REQUESTS_PER_RUN = 64;
 
 function figure(
   implementation: string,
@@ -66,6 +71,17 @@ export async function benchRetriever(
 
   const served = await OnnxRetriever.load(file, d);
   const asServed = await timeCalls(() => served.score(query, vectors), durationMs);
+  const requestsBefore = served.batches.requests;
+  const cpuBefore = process.cpuUsage();
+  const wallBefore = performance.now();
+  const batched = await timeCalls(
+    () => Promise.all(Array.from({ length: REQUESTS_PER_RUN }, () => served.score(query, vectors))),
+    durationMs,
+  );
+  const wallMs = performance.now() - wallBefore;
+  const cpu = process.cpuUsage(cpuBefore);
+  // Warm-up calls are inside both windows: per request over every request scored in them.
+  const requests = served.batches.requests - requestsBefore;
   await served.close();
 
   const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, interOpNumThreads: 1 });
@@ -79,9 +95,16 @@ export async function benchRetriever(
   const bare = await timeCalls(() => session.run(feeds), durationMs);
   await session.release();
 
+  const perRequest = (us: number): number => Math.round((us / requests) * 10) / 10;
   return [
     figure('gateway OnnxRetriever.score (as served)', elements, d, asServed),
     figure('bare onnxruntime session.run, tensors reused', elements, d, bare),
+    {
+      ...figure('gateway OnnxRetriever.score, concurrent requests in one run', elements, d, batched),
+      requests_per_run: REQUESTS_PER_RUN,
+      us_per_request: perRequest(wallMs * 1000),
+      cpu_us_per_request: perRequest(cpu.user + cpu.system),
+    },
   ];
 }
 
@@ -89,13 +112,16 @@ export async function benchRetrieverSection(ctx: BenchContext): Promise<void> {
   const figures = await benchRetriever(ctx.options.bundleDir, 90, ctx.options.quick ? 2_000 : 5_000);
   const { report } = ctx;
   report.retriever = figures;
-  const served = figures[0];
+  const [served] = figures;
   if (served !== undefined) {
     report.retriever_p50_us = served.p50_us;
     report.retriever_p99_us = served.p99_us;
   }
   for (const f of figures)
     ctx.log(
-      `retriever, ${f.implementation} (90 elements): p50 ${f.p50_us} us, p99 ${f.p99_us} us over ${f.calls} calls`,
+      `retriever, ${f.implementation} (90 elements): p50 ${f.p50_us} us, p99 ${f.p99_us} us over ${f.calls} calls` +
+        (f.requests_per_run === undefined
+          ? ''
+          : ` of ${f.requests_per_run} requests; per request ${f.us_per_request} us wall, ${f.cpu_us_per_request} us CPU`),
     );
 }
