@@ -6,10 +6,10 @@
  * IngestBatch: events go `batch` to a message (closed loop: a message as soon as `batch` slots are free; open loop:
  * the events due on a stream in one tick, cut into messages of at most `batch`) and acks come several to a message.
  */
-import { paceArrivals } from './pacing.js';
 import { performance } from 'node:perf_hooks';
 import { Client, Metadata, credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { createHistogram, encodeHistogram, recordMs } from './histogram.js';
+import { paceArrivals } from './pacing.js';
 import { loadMethod } from './grpc-target.js';
 import { tokenOptionsFromEnv } from '../shared/transport.js';
 

@@ -6,9 +6,9 @@
  * arrive on a fixed schedule whatever the server does, and latency is measured from each call's *intended*
  * start, so queueing behind a saturated server shows up in the percentiles (no coordinated omission).
  */
-import { paceArrivals } from './pacing.js';
 import { performance } from 'node:perf_hooks';
 import { createHistogram, decodeHistogram, encodeHistogram, recordMs } from './histogram.js';
+import { paceArrivals } from './pacing.js';
 
 /** What one call reports back, besides success: the server's model-side accounting when it sends one. */
 export interface CallOutcome {

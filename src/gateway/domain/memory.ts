@@ -104,8 +104,8 @@ export function memoryRange(length: number, model: MemoryModel): { start: number
 
 /**
  * Indexes of the `k` highest scores, best first; equal scores go to the newer element. The same order as sorting
- * every element, without building and sorting an object per memory element on every Recommend (k is 1–3, the
- * memory up to 90).
+ * every element, without building and sorting an object per memory element on every Recommend (k is the policy's
+ * 1–3 by default; a request may ask for up to the whole memory of 90, O(k × memory) comparisons).
  */
 export function topScored(scores: ArrayLike<number>, elements: readonly StoredEntry[], k: number): number[] {
   const best: number[] = [];
